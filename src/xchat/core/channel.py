@@ -1,0 +1,310 @@
+"""The secure channel: sealing application messages into envelopes and opening them.
+
+This is the sans-I/O heart of X Chat. A :class:`Channel` holds this device and its
+sessions; the node feeds it relay events and the current time, and it returns events
+to publish and messages to store. It never touches sockets, files or clocks.
+
+Theory of operation (receiving). An incoming gift wrap is opened in four steps, and
+no state changes until the last one succeeds:
+
+1. *Route*: its ``p`` tag must be a key we read mail for: our identity (first contact
+   and NIP-17) or a mailbox key of one of our sessions.
+2. *Unwrap*: verify the one-time signature and decrypt NIP-44 (a relay cannot forge or
+   alter anything past this point).
+3. *Authenticate*: X Chat envelopes carry the sender device's certificate (verified,
+   then cached) and an Olm message; it is decrypted by the matching session, or opens a
+   new session if it is a pre-key message. NIP-17 envelopes carry a seal signed by the
+   sender's identity.
+4. *Commit*: the frame's ``from``/``to`` must name the certificate's identity and ours;
+   then the session's mailbox state is updated and the message returned.
+
+A replay of an envelope already processed raises :class:`ReplayError`; a forgery or a
+tampered envelope raises :class:`DecryptionError` or :class:`InvalidSignature`; anything
+malformed raises :class:`DecodeError`. In every case sessions are left as they were.
+
+The caller persists what :class:`Incoming` and :meth:`Channel.seal` report as changed:
+the session after every send and receive, the device after a new inbound session
+(its one-time key is used up).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from xchat.core.device import DeviceBundle, DeviceCertificate, LocalDevice
+from xchat.core.envelope import gift_wrap, recipient_of, unwrap
+from xchat.core.mailbox import LIVE_LOOKBACK, epoch_of, epoch_window
+from xchat.core.message import AppMessage
+from xchat.core.nip17 import make_rumor, message_from_rumor, open_seal, wrap_rumor
+from xchat.core.session import Frame, Session, decode_frame, encode_frame
+from xchat.crypto import nip44
+from xchat.crypto.keys import PublicKey, Rng, SecretKey
+from xchat.crypto.olm import MESSAGE_PRE_KEY, OlmAccount, OlmMessage
+from xchat.errors import DecodeError, DecryptionError, InvalidSignature, ReplayError
+from xchat.wire.b64 import b64decode, b64encode
+from xchat.wire.event import Event, Rumor
+
+__all__ = ["ENVELOPE_VERSION", "Channel", "Incoming"]
+
+ENVELOPE_VERSION: Final = 1
+#: Oldest epoch (days) whose mailbox keys are kept: longer than relays keep gift wraps.
+MAX_LOOKBACK: Final = 40
+_CERT_CACHE_SIZE: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Mailbox:
+    key: SecretKey
+    session_id: str
+    seed: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message that authenticated, and what the caller must persist.
+
+    ``device`` and ``session`` are None for NIP-17 messages, which are not
+    forward-secret (``forward_secret`` is False).
+    """
+
+    sender: PublicKey
+    message: AppMessage
+    forward_secret: bool
+    device: DeviceCertificate | None
+    session: Session | None
+    new_session: bool
+    wrap_id: str
+
+
+class Channel:
+    """This device's sessions, mailboxes and the sealing/opening of envelopes."""
+
+    def __init__(self, device: LocalDevice, sessions: list[Session] | None = None) -> None:
+        self.device = device
+        self._sessions: dict[str, Session] = {}
+        self._by_device: dict[str, list[Session]] = {}
+        self._mailboxes: dict[str, _Mailbox] = {}  # mailbox public key hex -> its key
+        self._windows: set[int] = set()
+        self._certs: OrderedDict[bytes, DeviceCertificate] = OrderedDict()
+        self.conversation_keys = nip44.ConversationKeyCache()
+        for session in sessions or ():
+            self._add(session)
+
+    # -- sessions ---------------------------------------------------------------
+
+    @property
+    def identity(self) -> PublicKey:
+        return self.device.identity.public_key
+
+    def sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def sessions_with(self, identity: PublicKey) -> list[Session]:
+        """Sessions with every device of ``identity``, the newest per device first."""
+        return [
+            s for group in self._by_device.values() for s in group if s.peer.identity == identity
+        ]
+
+    def session(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def _add(self, session: Session) -> None:
+        self._sessions[session.session_id] = session
+        self._by_device.setdefault(session.peer.curve25519, []).insert(0, session)
+        for epoch in self._windows:
+            self._index(session, epoch)
+
+    def _index(self, session: Session, epoch: int) -> None:
+        for seed in session.receive_seeds:
+            key = seed.key(epoch)
+            self._mailboxes[key.public_key.hex] = _Mailbox(key, session.session_id, seed.seed)
+
+    def open_session(self, bundle: DeviceBundle, now: int, rng: Rng) -> Session:
+        """Start an outbound session with a peer device from its verified bundle."""
+        olm = self.device.account.outbound(bundle.certificate.curve25519, bundle.choose_key(rng))
+        session = Session.start(bundle.certificate, olm, now, rng)
+        self._add(session)
+        return session
+
+    # -- mailboxes --------------------------------------------------------------
+
+    def receive_keys(self, now: int, lookback: int = LIVE_LOOKBACK) -> dict[str, SecretKey]:
+        """Every key we read mail for in the window: identity plus mailbox keys.
+
+        The node subscribes to gift wraps tagged with these and authenticates to relays
+        (NIP-42) as them. Envelopes for any epoch requested since the process started
+        (back to :data:`MAX_LOOKBACK` epochs) can be opened.
+        """
+        window = epoch_window(now, lookback)
+        oldest = epoch_of(now) - MAX_LOOKBACK
+        if any(e < oldest for e in self._windows):
+            self._windows = {e for e in self._windows if e >= oldest}
+            self._reindex(now)
+        for epoch in window:
+            if epoch not in self._windows:
+                self._windows.add(epoch)
+                for session in self._sessions.values():
+                    self._index(session, epoch)
+        keys = {self.identity.hex: self.device.identity.secret}
+        for session in self._sessions.values():
+            for seed in session.receive_seeds:
+                if seed.alive(now):
+                    for epoch in window:
+                        key = seed.key(epoch)
+                        keys[key.public_key.hex] = key
+        return keys
+
+    def _reindex(self, now: int) -> None:
+        self._mailboxes.clear()
+        for session in self._sessions.values():
+            session.receive_seeds = [s for s in session.receive_seeds if s.alive(now)]
+            for epoch in self._windows:
+                self._index(session, epoch)
+
+    def rotate_mailboxes(self, now: int, rng: Rng) -> list[Session]:
+        """Rotate due receive seeds; returns the sessions that changed (to persist)."""
+        changed = [s for s in self._sessions.values() if s.rotate_if_due(now, rng)]
+        for session in changed:
+            for epoch in self._windows:
+                self._index(session, epoch)
+        return changed
+
+    # -- sending ----------------------------------------------------------------
+
+    def seal(self, session: Session, message: AppMessage, now: int, rng: Rng) -> Event:
+        """Encrypt ``message`` for one peer device and gift-wrap it.
+
+        The session's ratchet advances: persist the session before publishing the event.
+        """
+        frame = Frame(self.identity.hex, session.peer.identity.hex, session.announcement(), message)
+        olm = session.olm.encrypt(encode_frame(frame))
+        inner = {
+            "xchat": ENVELOPE_VERSION,
+            "cert": self.device.certificate.to_json(),
+            "to": session.peer.curve25519,
+            "olm": [olm.type, b64encode(olm.body)],
+        }
+        return gift_wrap(orjson.dumps(inner), session.send_address(now), now, rng)
+
+    def seal_nip17(
+        self, recipient: PublicKey, message: AppMessage, now: int, rng: Rng
+    ) -> tuple[Rumor, Event, Event]:
+        """A NIP-17 message: its rumor, the wrap for the recipient and the copy for us."""
+        rumor = make_rumor(message, self.identity, recipient)
+        identity = self.device.identity
+        to_peer = wrap_rumor(identity, recipient, rumor, now, rng, self.conversation_keys)
+        to_self = wrap_rumor(identity, self.identity, rumor, now, rng, self.conversation_keys)
+        return rumor, to_peer, to_self
+
+    # -- receiving --------------------------------------------------------------
+
+    def open(self, event: Event, now: int, rng: Rng) -> Incoming:
+        """Authenticate and decrypt a gift wrap; see the module docstring for the steps.
+
+        ``rng`` draws the receive seed of a session that this envelope opens.
+        """
+        recipient = recipient_of(event)
+        if recipient == self.identity.hex:
+            key, mailbox = self.device.identity.secret, None
+        else:
+            if not self._windows:
+                self.receive_keys(now)
+            mailbox = self._mailboxes.get(recipient)
+            if mailbox is None:
+                raise DecryptionError("the gift wrap is addressed to no key we read mail for")
+            key = mailbox.key
+        inner = unwrap(event, key)
+        try:
+            obj = orjson.loads(inner)
+        except orjson.JSONDecodeError:
+            raise DecodeError("the gift wrap does not hold JSON") from None
+        if isinstance(obj, dict) and "xchat" in obj:
+            return self._open_xchat(obj, event.id, mailbox, now, rng)
+        if key is not self.device.identity.secret:
+            raise DecodeError("NIP-17 messages are only accepted at the identity key")
+        rumor = open_seal(inner, key, self.conversation_keys)
+        sender = PublicKey.from_hex(rumor.pubkey)
+        message = message_from_rumor(rumor)
+        return Incoming(sender, message, False, None, None, False, event.id)
+
+    def _certificate(self, obj: object) -> DeviceCertificate:
+        digest = hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).digest()
+        cert = self._certs.get(digest)
+        if cert is None:
+            cert = DeviceCertificate.from_json(obj)
+            self._certs[digest] = cert
+            if len(self._certs) > _CERT_CACHE_SIZE:
+                self._certs.popitem(last=False)
+        else:
+            self._certs.move_to_end(digest)
+        return cert
+
+    def _open_xchat(
+        self, obj: dict[str, Any], wrap_id: str, mailbox: _Mailbox | None, now: int, rng: Rng
+    ) -> Incoming:
+        if obj.get("xchat") != ENVELOPE_VERSION or set(obj) != {"xchat", "cert", "to", "olm"}:
+            raise DecodeError("unsupported X Chat envelope")
+        if obj["to"] != self.device.account.curve25519:
+            raise DecryptionError("the envelope is for another device of this identity")
+        olm_field = obj["olm"]
+        if not isinstance(olm_field, list) or len(olm_field) != 2 or type(olm_field[0]) is not int:
+            raise DecodeError("envelope olm field must be [type, base64 body]")
+        message = OlmMessage(olm_field[0], b64decode(olm_field[1], max_bytes=65535))
+        cert = self._certificate(obj["cert"])
+        digest = hashlib.sha256(message.body).digest()[:16]
+        candidates = self._by_device.get(cert.curve25519, [])
+        if any(digest in s.recent for s in candidates):
+            raise ReplayError("this message was already received")
+
+        session, plaintext, new = self._decrypt(cert, message, candidates, now, rng)
+        frame = decode_frame(plaintext)
+        if frame.sender != cert.identity.hex or frame.recipient != self.identity.hex:
+            raise InvalidSignature("the frame names other identities than its envelope")
+        if session.peer.identity != cert.identity:
+            raise InvalidSignature("the certificate names another identity than the session")
+
+        # Commit: nothing above changed our state except Olm itself, which vodozemac
+        # only advances for messages that authenticated.
+        if new:
+            self._add(session)
+        if frame.mailbox_seed is not None:
+            session.send_seed = frame.mailbox_seed
+        if (
+            mailbox is not None
+            and mailbox.session_id == session.session_id
+            and mailbox.seed == session.receive_seeds[0].seed
+        ):
+            session.announcing = False  # the peer wrote to our newest mailbox: it knows it
+        session.recent.append(digest)
+        return Incoming(cert.identity, frame.message, True, cert, session, new, wrap_id)
+
+    def _decrypt(
+        self,
+        cert: DeviceCertificate,
+        message: OlmMessage,
+        candidates: list[Session],
+        now: int,
+        rng: Rng,
+    ) -> tuple[Session, bytes, bool]:
+        if message.type == MESSAGE_PRE_KEY:
+            for session in candidates:
+                if session.olm.matches(message):
+                    try:
+                        return session, session.olm.decrypt(message), False
+                    except DecryptionError:
+                        raise ReplayError("this pre-key message was already received") from None
+            if OlmAccount.pre_key_session_id(message) in self._sessions:
+                raise ReplayError("this pre-key message opened a session already")
+            olm, plaintext = self.device.account.inbound(cert.curve25519, message)
+            return Session.start(cert, olm, now, rng), plaintext, True
+        for session in candidates:
+            try:
+                return session, session.olm.decrypt(message), False
+            except DecryptionError:
+                continue
+        raise DecryptionError("no session with this device decrypts the message")

@@ -1,0 +1,252 @@
+"""The ``xchat`` command.
+
+Exit status: 0 on success, 1 when X Chat refused (wrong passphrase, bad input, ...)
+with a one-line ``xchat: …`` message on stderr, 2 for a malformed command line, 130
+when interrupted. Tracebacks are shown only with ``XCHAT_DEBUG=1``; no message ever
+contains a secret key, a recovery word or a contact's key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import orjson
+
+from xchat import __version__
+from xchat.core.identity import Identity
+from xchat.errors import InvalidInput, WrongPassphrase, XChatError
+from xchat.home import Home, check_passphrase, default_home
+
+__all__ = ["main"]
+
+
+def _read_secret_line(prompt: str, stdin: TextIO) -> str:
+    """One line from a pipe, or typed without echo at a terminal."""
+    if stdin.isatty():
+        return getpass.getpass(prompt)
+    return stdin.readline().strip()
+
+
+def _passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
+    """From --passphrase-file, then XCHAT_PASSPHRASE, then an interactive prompt."""
+    if args.passphrase_file:
+        try:
+            text = Path(args.passphrase_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the passphrase file: {exc.strerror}") from None
+        return text.rstrip("\r\n")
+    if (env := os.environ.get("XCHAT_PASSPHRASE")) is not None:
+        return env
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            "no passphrase: give --passphrase-file FILE or set XCHAT_PASSPHRASE "
+            "(standard input is not a terminal to ask on)"
+        )
+    first = getpass.getpass("Passphrase: ")
+    if confirm:
+        check_passphrase(first)
+        if getpass.getpass("Passphrase again: ") != first:
+            raise InvalidInput("the two passphrases differ")
+    return first
+
+
+def _cmd_init(args: argparse.Namespace, out: TextIO) -> int:
+    home = Home(default_home(args.home))
+    if home.exists():
+        raise InvalidInput(
+            f"an X Chat identity already exists in {home.path}; use another --home "
+            "or remove that folder first"
+        )
+    if args.restore and args.import_nsec:
+        raise InvalidInput("choose either --restore or --import-nsec, not both")
+    if args.restore:
+        if sys.stdin.isatty():
+            out.write("Type your recovery phrase (the words are not shown):\n")
+        identity = Identity.from_phrase(_read_secret_line("Recovery phrase: ", sys.stdin))
+    elif args.import_nsec:
+        identity = Identity.from_nsec(_read_secret_line("Secret key (nsec1…): ", sys.stdin))
+    else:
+        identity = Identity.generate(os.urandom, args.words)
+    passphrase = _passphrase(args, confirm=True)
+    check_passphrase(passphrase)
+    home.create(identity, passphrase, int(time.time()), os.urandom, tuple(args.relay))
+    out.write(f"Created your X Chat identity in {home.path}\n\n")
+    out.write(f"Your address: {identity.npub}\n")
+    if not args.restore and identity.phrase is not None:
+        words = identity.phrase.split()
+        out.write(
+            f"\nYour recovery phrase ({len(words)} words). Write it down and keep it somewhere\n"
+            "safe and offline. It is the only way to restore this identity on a new device,\n"
+            "anyone who has it can read your messages, and it will not be shown again:\n\n"
+        )
+        for row in range(0, len(words), 4):
+            out.write(
+                "   "
+                + "  ".join(
+                    f"{i + 1:>2}. {w:<9}" for i, w in enumerate(words) if row <= i < row + 4
+                )
+                + "\n"
+            )
+        out.write("\n")
+    out.write("Share your contact card with 'xchat card' (add --qr for a QR code).\n")
+    return 0
+
+
+def _cmd_card(args: argparse.Namespace, out: TextIO) -> int:
+    home = Home(default_home(args.home))
+    card = home.card()
+    if args.relay:
+        card = type(card).create(card.public_key, tuple(args.relay))
+    if args.json:
+        out.write(
+            orjson.dumps(
+                {
+                    "npub": card.npub,
+                    "nprofile": card.nprofile,
+                    "uri": card.uri,
+                    "relays": list(card.relays),
+                },
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+            + "\n"
+        )
+    else:
+        out.write(f"npub:     {card.npub}\n")
+        out.write(f"nprofile: {card.nprofile}\n")
+        out.write(f"link:     {card.uri}\n")
+        if card.relays:
+            out.write(f"relays:   {', '.join(card.relays)}\n")
+    if args.qr or args.qr_file:
+        import segno
+
+        qr = segno.make(card.uri, error="m")
+        if args.qr:
+            qr.terminal(out=out, compact=True)
+        if args.qr_file:
+            path = Path(args.qr_file)
+            if path.suffix.lower() not in (".png", ".svg"):
+                raise InvalidInput("--qr-file must end in .png or .svg")
+            qr.save(str(path), scale=8, border=4)
+            out.write(f"QR code written to {path}\n")
+    return 0
+
+
+def _cmd_phrase(args: argparse.Namespace, out: TextIO) -> int:
+    unlocked = Home(default_home(args.home)).unlock(_passphrase(args, confirm=False))
+    if unlocked.identity.phrase is None:
+        raise InvalidInput(
+            "this identity was imported from a secret key and has no recovery phrase"
+        )
+    out.write(unlocked.identity.phrase + "\n")
+    return 0
+
+
+def _cmd_change_passphrase(args: argparse.Namespace, out: TextIO) -> int:
+    home = Home(default_home(args.home))
+    old = _passphrase(args, confirm=False)
+    home.unlock(old)  # WrongPassphrase before asking for the new one
+    if args.new_passphrase_file:
+        new = Path(args.new_passphrase_file).read_text(encoding="utf-8").rstrip("\r\n")
+    elif (env := os.environ.get("XCHAT_NEW_PASSPHRASE")) is not None:
+        new = env
+    elif sys.stdin.isatty():
+        new = getpass.getpass("New passphrase: ")
+        check_passphrase(new)
+        if getpass.getpass("New passphrase again: ") != new:
+            raise InvalidInput("the two passphrases differ")
+    else:
+        raise InvalidInput("no new passphrase: give --new-passphrase-file or XCHAT_NEW_PASSPHRASE")
+    home.change_passphrase(old, new, os.urandom)
+    out.write("Passphrase changed.\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xchat",
+        description="X Chat: end-to-end encrypted messages over untrusted relays.",
+    )
+    parser.add_argument("--version", action="version", version=f"xchat {__version__}")
+    parser.add_argument(
+        "--home",
+        metavar="DIR",
+        help="folder of the identity to use (default: $XCHAT_HOME or the user data folder)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    init = sub.add_parser("init", help="create (or restore) your identity on this device")
+    how = init.add_mutually_exclusive_group()
+    how.add_argument("--restore", action="store_true", help="restore from a recovery phrase")
+    how.add_argument("--import-nsec", action="store_true", help="import an existing Nostr key")
+    init.add_argument(
+        "--words",
+        type=int,
+        choices=(12, 24),
+        default=12,
+        help="length of a new recovery phrase (default 12)",
+    )
+    init.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        help="read the passphrase from FILE (default: $XCHAT_PASSPHRASE or a prompt)",
+    )
+    init.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="relay hint for your contact card (repeatable)",
+    )
+    init.set_defaults(run=_cmd_init)
+
+    card = sub.add_parser("card", help="print your address and contact card")
+    card.add_argument("--qr", action="store_true", help="also print a QR code in the terminal")
+    card.add_argument("--qr-file", metavar="PATH", help="write the QR code to PATH (.png or .svg)")
+    card.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="relay hints to put in the card instead of the saved ones",
+    )
+    card.add_argument("--json", action="store_true", help="machine-readable output")
+    card.set_defaults(run=_cmd_card)
+
+    phrase = sub.add_parser("phrase", help="show your recovery phrase (asks for the passphrase)")
+    phrase.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE")
+    phrase.set_defaults(run=_cmd_phrase)
+
+    change = sub.add_parser("change-passphrase", help="change the passphrase of your keystore")
+    change.add_argument("--passphrase-file", metavar="FILE", help="read the current one from FILE")
+    change.add_argument("--new-passphrase-file", metavar="FILE", help="read the new one from FILE")
+    change.set_defaults(run=_cmd_change_passphrase)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.run(args, sys.stdout)
+    except WrongPassphrase:
+        sys.stderr.write("xchat: wrong passphrase: it does not open this identity's keystore\n")
+        return 1
+    except XChatError as exc:
+        if os.environ.get("XCHAT_DEBUG"):
+            raise
+        sys.stderr.write(f"xchat: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

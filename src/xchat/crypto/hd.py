@@ -10,6 +10,7 @@ https://github.com/nostr-protocol/nips/blob/master/06.md
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Final
 
 from xchat.crypto.keys import CURVE_ORDER, SecretKey
@@ -18,6 +19,7 @@ from xchat.errors import LocalProtocolError
 __all__ = ["HARDENED", "NOSTR_PATH", "derive_path", "master_key", "parse_path"]
 
 HARDENED: Final = 0x8000_0000
+_DIGITS: Final = re.compile("[0-9]+")  # ASCII only: str.isdigit() also accepts '²' and '٣'
 #: NIP-06: m/44'/1237'/<account>'/0/0; X Chat uses account 0.
 NOSTR_PATH: Final = "m/44'/1237'/0'/0/0"
 
@@ -52,7 +54,7 @@ def parse_path(path: str) -> list[int]:
     for part in parts[1:]:
         hardened = part[-1:] in ("'", "h", "H")
         digits = part[:-1] if hardened else part
-        if not digits.isdigit() or int(digits) >= HARDENED:
+        if not _DIGITS.fullmatch(digits) or int(digits) >= HARDENED:
             raise LocalProtocolError(f"bad derivation path component {part!r}")
         indexes.append(int(digits) + (HARDENED if hardened else 0))
     return indexes

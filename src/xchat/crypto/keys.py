@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from coincurve._libsecp256k1 import ffi, lib  # type: ignore[import-not-found]
 from coincurve.context import GLOBAL_CONTEXT
@@ -47,13 +47,22 @@ class PublicKey:
     needs the point check that it lies on the curve.
     """
 
-    __slots__ = ("_hash", "raw")
+    __slots__ = ("_hash", "_point", "raw")
 
     def __init__(self, raw: bytes) -> None:
         if type(raw) is not bytes or len(raw) != 32:
             raise DecodeError("a public key is 32 bytes")
         self.raw: Final = raw
         self._hash = hash(raw)
+        self._point: Any = None  # parsed lazily, once: the square root costs ~4 µs
+
+    def _parsed(self) -> Any:
+        """The curve point lift_x(raw) (even y), or None if ``raw`` is not on the curve."""
+        if self._point is None:
+            point = ffi.new("secp256k1_pubkey *")
+            ok = lib.secp256k1_ec_pubkey_parse(_CTX, point, b"\x02" + self.raw, 33)
+            self._point = point if ok else False
+        return self._point or None
 
     @classmethod
     def from_hex(cls, text: str) -> PublicKey:
@@ -71,12 +80,20 @@ class PublicKey:
 
     def is_valid(self) -> bool:
         """True if the key is the x coordinate of a point on the curve."""
-        xonly = ffi.new("secp256k1_xonly_pubkey *")
-        return bool(lib.secp256k1_xonly_pubkey_parse(_CTX, xonly, self.raw))
+        return self._parsed() is not None
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        """Check a BIP-340 signature over a 32-byte message."""
-        return verify_schnorr(self.raw, message, signature)
+        """Check a BIP-340 signature over a 32-byte message; False for malformed input."""
+        if type(signature) is not bytes or type(message) is not bytes:
+            return False
+        if len(signature) != 64 or len(message) != 32:
+            return False
+        point = self._parsed()
+        if point is None:
+            return False
+        xonly = ffi.new("secp256k1_xonly_pubkey *")
+        lib.secp256k1_xonly_pubkey_from_pubkey(_CTX, xonly, ffi.NULL, point)
+        return bool(lib.secp256k1_schnorrsig_verify(_CTX, signature, message, 32, xonly))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and hmac.compare_digest(self.raw, other.raw)
@@ -90,7 +107,14 @@ class PublicKey:
 
 def verify_schnorr(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """Check a BIP-340 signature; False for any malformed input, never an exception."""
-    if len(public_key) != 32 or len(signature) != 64 or len(message) != 32:
+    if not (
+        type(public_key) is bytes
+        and type(signature) is bytes
+        and type(message) is bytes
+        and len(public_key) == 32
+        and len(signature) == 64
+        and len(message) == 32
+    ):
         return False
     xonly = ffi.new("secp256k1_xonly_pubkey *")
     if not lib.secp256k1_xonly_pubkey_parse(_CTX, xonly, public_key):
@@ -167,9 +191,10 @@ class SecretKey:
 
         Raises :class:`DecodeError` if ``peer`` is not on the curve.
         """
-        point = ffi.new("secp256k1_pubkey *")
-        if not lib.secp256k1_ec_pubkey_parse(_CTX, point, b"\x02" + peer.raw, 33):
+        parsed = peer._parsed()
+        if parsed is None:
             raise DecodeError("the public key is not a point on secp256k1")
+        point = ffi.new("secp256k1_pubkey *", parsed[0])  # tweak_mul works in place
         if not lib.secp256k1_ec_pubkey_tweak_mul(_CTX, point, self._secret):
             raise DecodeError("ECDH produced the point at infinity")  # pragma: no cover
         out = ffi.new("unsigned char[33]")

@@ -69,6 +69,8 @@ def _unb64(text: object, length: int | None = None) -> bytes:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise KeystoreCorrupt("keystore field is not valid base64") from None
+    if base64.b64encode(raw).decode() != text:  # one encoding per value, no spare bits
+        raise KeystoreCorrupt("keystore field is not canonical base64")
     if length is not None and len(raw) != length:
         raise KeystoreCorrupt("keystore field has the wrong length")
     return raw
@@ -85,7 +87,10 @@ def _aad(salt: bytes, params: KdfParams) -> bytes:
 
 
 def _derive(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
-    secret = unicodedata.normalize("NFKC", passphrase).encode("utf-8")
+    try:
+        secret = unicodedata.normalize("NFKC", passphrase).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("the passphrase is not valid text") from None
     return bytes(
         hash_secret_raw(
             secret,
@@ -144,10 +149,9 @@ def open_keystore(data: bytes, passphrase: str) -> bytes:
         raise KeystoreCorrupt("the keystore is not valid JSON: the file is damaged") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise KeystoreCorrupt("this file is not an X Chat keystore")
-    if document.get("version") != VERSION:
-        raise KeystoreCorrupt(
-            f"keystore version {document.get('version')!r} is not one this X Chat can read"
-        )
+    version = document.get("version")
+    if type(version) is not int or version != VERSION:
+        raise KeystoreCorrupt(f"keystore version {version!r} is not one this X Chat can read")
     kdf, cipher = document.get("kdf"), document.get("cipher")
     if not isinstance(kdf, dict) or not isinstance(cipher, dict):
         raise KeystoreCorrupt("keystore header is incomplete")

@@ -58,7 +58,14 @@ class OlmMessage:
             raise DecodeError("the Olm message does not decode") from None
 
 
+def _check_unpadded(b64: object, what: str) -> None:
+    # vodozemac also accepts "=" padding; refusing it keeps one text form per key.
+    if not isinstance(b64, str) or len(b64) != 43 or "=" in b64:
+        raise DecodeError(f"not {what} public key in unpadded base64")
+
+
 def _curve_key(b64: str) -> vodozemac.Curve25519PublicKey:
+    _check_unpadded(b64, "a Curve25519")
     try:
         return vodozemac.Curve25519PublicKey.from_base64(b64)
     except (vodozemac.KeyException, ValueError, TypeError):
@@ -83,6 +90,7 @@ def check_curve25519(public_key: str) -> None:
 
 def check_ed25519(public_key: str) -> None:
     """Raise DecodeError unless ``public_key`` is an Ed25519 key in unpadded base64."""
+    _check_unpadded(public_key, "an Ed25519")
     try:
         vodozemac.Ed25519PublicKey.from_base64(public_key)
     except (vodozemac.KeyException, ValueError, TypeError):
@@ -183,11 +191,14 @@ class OlmAccount:
 
     def outbound(self, identity_key: str, one_time_key: str) -> OlmSession:
         """Start a session to a peer device from its Curve25519 identity and one-time key."""
-        return OlmSession(
-            self._account.create_outbound_session(
+        try:
+            session = self._account.create_outbound_session(
                 _curve_key(identity_key), _curve_key(one_time_key)
             )
-        )
+        except vodozemac.SessionCreationException:
+            # e.g. an all-zero key: the Diffie-Hellman exchange would not be contributory
+            raise DecodeError("the peer's device keys cannot start a session") from None
+        return OlmSession(session)
 
     def inbound(self, sender_key: str, message: OlmMessage) -> tuple[OlmSession, bytes]:
         """Accept a pre-key message: the new session and the first plaintext.

@@ -11,6 +11,7 @@ Spec: https://github.com/nostr-protocol/nips/blob/master/01.md#events-and-signat
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -23,6 +24,7 @@ __all__ = [
     "Event",
     "EventLimits",
     "Rumor",
+    "check_fields",
     "compute_id",
     "event_from_json",
     "is_hex",
@@ -33,12 +35,12 @@ __all__ = [
 #: Latest ``created_at`` accepted at all (year 36812); relays apply a tighter skew.
 MAX_CREATED_AT: Final = 2**40
 
-_HEX = frozenset("0123456789abcdef")
+_HEX = re.compile("[0-9a-f]*")
 
 
 def is_hex(text: object, length: int) -> bool:
     """True if ``text`` is a str of exactly ``length`` lowercase hex digits."""
-    return isinstance(text, str) and len(text) == length and _HEX.issuperset(text)
+    return isinstance(text, str) and len(text) == length and _HEX.fullmatch(text) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +125,7 @@ class Rumor:
     ) -> Rumor:
         """A rumor with its id computed; raises LocalProtocolError on malformed fields."""
         try:
-            _check_common(pubkey, created_at, kind, tags, content, DEFAULT_LIMITS)
+            check_fields(pubkey, created_at, kind, tags, content, DEFAULT_LIMITS)
         except DecodeError as exc:
             raise LocalProtocolError(str(exc)) from None
         return cls(
@@ -152,14 +154,15 @@ class Rumor:
         return [t[1] for t in self.tags if len(t) >= 2 and t[0] == name]
 
 
-def _check_common(
+def check_fields(
     pubkey: object,
     created_at: object,
     kind: object,
     tags: object,
     content: object,
-    limits: EventLimits,
+    limits: EventLimits = DEFAULT_LIMITS,
 ) -> None:
+    """DecodeError unless the fields of an event (all but id and sig) are well-formed."""
     if not is_hex(pubkey, 64):
         raise DecodeError("event pubkey must be 64 lowercase hex digits")
     if type(created_at) is not int or not 0 <= created_at <= MAX_CREATED_AT:
@@ -181,7 +184,10 @@ def _check_common(
         if type(tag) is not list or len(tag) > limits.max_tag_values:
             raise DecodeError("each event tag must be a list of strings within the size limit")
         for value in tag:
-            if type(value) is not str or len(value) > limits.max_tag_value_bytes:
+            if type(value) is not str or (
+                len(value) * 4 > limits.max_tag_value_bytes
+                and len(value.encode("utf-8", "surrogatepass")) > limits.max_tag_value_bytes
+            ):
                 raise DecodeError("each event tag must be a list of strings within the size limit")
 
 
@@ -207,7 +213,7 @@ def parse_event(obj: object, limits: EventLimits = DEFAULT_LIMITS) -> Event:
         raise DecodeError("event id must be 64 lowercase hex digits")
     if not is_hex(sig, 128):
         raise DecodeError("event sig must be 128 lowercase hex digits")
-    _check_common(pubkey, created_at, kind, tags, content, limits)
+    check_fields(pubkey, created_at, kind, tags, content, limits)
     if compute_id(pubkey, created_at, kind, tags, content).hex() != event_id:
         raise InvalidSignature("event id does not match its content")
     return Event(event_id, pubkey, created_at, kind, tags, content, sig)
@@ -225,7 +231,7 @@ def parse_rumor(obj: object, limits: EventLimits = DEFAULT_LIMITS) -> Rumor:
         content = obj["content"]
     except KeyError as exc:
         raise DecodeError(f"rumor is missing the field {exc.args[0]!r}") from None
-    _check_common(pubkey, created_at, kind, tags, content, limits)
+    check_fields(pubkey, created_at, kind, tags, content, limits)
     computed = compute_id(pubkey, created_at, kind, tags, content).hex()
     claimed = obj.get("id", computed)
     if claimed != computed:

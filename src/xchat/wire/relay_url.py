@@ -23,6 +23,8 @@ def normalize_relay_url(url: str) -> str:
             "a relay address is a ws:// or wss:// URL of at most 255 ASCII characters"
         )
     text = url.strip()
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise InvalidInput("a relay address must not contain spaces or control characters")
     try:
         parts = urlsplit(text)
         port = parts.port

@@ -140,6 +140,18 @@ class Channel:
         (NIP-42) as them. Envelopes for any epoch requested since the process started
         (back to :data:`MAX_LOOKBACK` epochs) can be opened.
         """
+        window = self._ensure_window(now, lookback)
+        keys = {self.identity.hex: self.device.identity.secret}
+        for session in self._sessions.values():
+            for seed in session.receive_seeds:
+                if seed.alive(now):
+                    for epoch in window:
+                        key = seed.key(epoch)
+                        keys[key.public_key.hex] = key
+        return keys
+
+    def _ensure_window(self, now: int, lookback: int) -> range:
+        """Index mailbox keys for every epoch of the window (and forget very old ones)."""
         window = epoch_window(now, lookback)
         oldest = epoch_of(now) - MAX_LOOKBACK
         if any(e < oldest for e in self._windows):
@@ -150,14 +162,7 @@ class Channel:
                 self._windows.add(epoch)
                 for session in self._sessions.values():
                     self._index(session, epoch)
-        keys = {self.identity.hex: self.device.identity.secret}
-        for session in self._sessions.values():
-            for seed in session.receive_seeds:
-                if seed.alive(now):
-                    for epoch in window:
-                        key = seed.key(epoch)
-                        keys[key.public_key.hex] = key
-        return keys
+        return window
 
     def _reindex(self, now: int) -> None:
         self._mailboxes.clear()
@@ -212,8 +217,7 @@ class Channel:
         if recipient == self.identity.hex:
             key, mailbox = self.device.identity.secret, None
         else:
-            if not self._windows:
-                self.receive_keys(now)
+            self._ensure_window(now, LIVE_LOOKBACK)
             mailbox = self._mailboxes.get(recipient)
             if mailbox is None:
                 raise DecryptionError("the gift wrap is addressed to no key we read mail for")

@@ -87,6 +87,7 @@ def unwrap(event: Event, recipient: SecretKey) -> bytes:
     """Verify a gift wrap addressed to ``recipient`` and return the padded plaintext."""
     if recipient_of(event) != recipient.public_key.hex:
         raise DecryptionError("the gift wrap is addressed to another key")
-    verify_event(event)
-    conversation_key = nip44.conversation_key(recipient, PublicKey.from_hex(event.pubkey))
+    one_time = PublicKey.from_hex(event.pubkey)
+    verify_event(event, one_time)
+    conversation_key = nip44.conversation_key(recipient, one_time)
     return nip44.decrypt_bytes(event.content, conversation_key)

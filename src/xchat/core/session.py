@@ -93,6 +93,7 @@ class Session:
     """One Olm session with one peer device. ``repr()`` shows ids, never keys or seeds."""
 
     __slots__ = (
+        "_send_cache",
         "announcing",
         "created_at",
         "olm",
@@ -119,6 +120,7 @@ class Session:
         self.send_seed = send_seed
         self.announcing = announcing
         self.recent: deque[bytes] = recent if recent is not None else deque(maxlen=REPLAY_WINDOW)
+        self._send_cache: tuple[bytes, int, PublicKey] | None = None
 
     @classmethod
     def start(cls, peer: DeviceCertificate, olm: OlmSession, now: int, rng: Rng) -> Session:
@@ -137,7 +139,12 @@ class Session:
         """Where our next envelope goes: the peer's mailbox, or its identity at first contact."""
         if self.send_seed is None:
             return self.peer.identity
-        return mailbox_key(self.send_seed, epoch_of(now)).public_key
+        epoch = epoch_of(now)
+        cached = self._send_cache
+        if cached is None or cached[0] != self.send_seed or cached[1] != epoch:
+            cached = (self.send_seed, epoch, mailbox_key(self.send_seed, epoch).public_key)
+            self._send_cache = cached
+        return cached[2]
 
     def announcement(self) -> bytes | None:
         """Our current receive seed while the peer may not know it yet."""

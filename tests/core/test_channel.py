@@ -1,0 +1,380 @@
+"""The secure channel end to end: sealing, opening, mailboxes, replays, forgeries."""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+import pytest
+
+from tests.conftest import bundle_of, make_device
+from xchat.core.channel import Channel, Incoming
+from xchat.core.device import DeviceBundle
+from xchat.core.envelope import BUCKETS, KIND_GIFT_WRAP, MAX_TIME_SPREAD, gift_wrap
+from xchat.core.mailbox import EPOCH_SECONDS, SEED_LIFETIME
+from xchat.core.message import Delivered, Edit, Reaction, Text, new_message_id
+from xchat.core.session import Session
+from xchat.crypto import nip44
+from xchat.crypto.keys import PublicKey, SecretKey
+from xchat.errors import (
+    DecodeError,
+    DecryptionError,
+    InvalidSignature,
+    RemoteProtocolError,
+    ReplayError,
+)
+from xchat.wire.event import Event, event_from_json
+
+K = b"\x07" * 32  # a storage key for pickling sessions in comparisons
+
+
+def text(body: str, now: int) -> Text:
+    return Text(new_message_id(os.urandom), now * 1000, body)
+
+
+def relay_copy(event: Event) -> Event:
+    """What the other side gets: the event through JSON bytes, as from a relay."""
+    return event_from_json(event.to_json())
+
+
+def connect(alice: Channel, bob: Channel, now: int) -> tuple[Session, Session]:
+    """Alice opens a session to Bob; one message each way, so both know the mailboxes."""
+    a = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
+    first = bob.open(relay_copy(alice.seal(a, text("hi", now), now, os.urandom)), now, os.urandom)
+    assert first.session is not None
+    b = first.session
+    alice.open(relay_copy(bob.seal(b, text("hello", now), now, os.urandom)), now, os.urandom)
+    return a, b
+
+
+def snapshot(channel: Channel) -> dict[str, str]:
+    return {s.session_id: s.olm.pickle(K) for s in channel.sessions()}
+
+
+def test_first_message_opens_a_session_and_reaches_the_identity_key(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    session = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
+    wrap = alice.seal(session, text("hello bob", now), now, os.urandom)
+    assert wrap.kind == KIND_GIFT_WRAP
+    assert wrap.tags == [["p", bob.identity.hex]]  # first contact: the identity key
+    assert wrap.pubkey not in (alice.identity.hex, bob.identity.hex)
+    assert now - MAX_TIME_SPREAD <= wrap.created_at <= now
+
+    incoming = bob.open(relay_copy(wrap), now, os.urandom)
+    assert isinstance(incoming, Incoming)
+    assert incoming.message == wrap_message(incoming)
+    assert incoming.sender == alice.identity
+    assert incoming.forward_secret
+    assert incoming.new_session
+    assert incoming.device is not None
+    assert incoming.device.curve25519 == alice.device.account.curve25519
+
+
+def wrap_message(incoming: Incoming) -> Text:
+    assert isinstance(incoming.message, Text)
+    return incoming.message
+
+
+def test_conversation_moves_to_mailbox_keys(alice: Channel, bob: Channel, now: int) -> None:
+    a, b = connect(alice, bob, now)
+    # Both sides learned the other's seed from the first exchange.
+    assert a.send_seed is not None
+    assert b.send_seed is not None
+    for _ in range(3):
+        wrap = alice.seal(a, text("via mailbox", now), now, os.urandom)
+        recipient = wrap.tags[0][1]
+        assert recipient not in (alice.identity.hex, bob.identity.hex)
+        assert recipient in bob.receive_keys(now)
+        got = bob.open(relay_copy(wrap), now, os.urandom)
+        assert wrap_message(got).body == "via mailbox"
+    # Bob has seen Alice use his current mailbox: he stops announcing his seed.
+    assert not b.announcing
+    # Mailbox keys change with the epoch, and are per direction.
+    tomorrow = now + EPOCH_SECONDS
+    assert a.send_address(now) != a.send_address(tomorrow)
+    assert a.send_address(now) != b.send_address(now)
+
+
+def test_messages_of_every_type_round_trip(alice: Channel, bob: Channel, now: int) -> None:
+    a, _ = connect(alice, bob, now)
+    target = new_message_id(os.urandom)
+    messages = [
+        text("plain", now),
+        Reaction(new_message_id(os.urandom), now * 1000, target, "👍"),
+        Edit(new_message_id(os.urandom), now * 1000, target, "fixed"),
+        Delivered(new_message_id(os.urandom), now * 1000, (target,)),
+    ]
+    for message in messages:
+        got = bob.open(relay_copy(alice.seal(a, message, now, os.urandom)), now, os.urandom)
+        assert got.message == message
+
+
+def test_out_of_order_delivery_decrypts(alice: Channel, bob: Channel, now: int) -> None:
+    a, _ = connect(alice, bob, now)
+    wraps = [alice.seal(a, text(f"m{i}", now), now, os.urandom) for i in range(20)]
+    bodies = [wrap_message(bob.open(relay_copy(w), now, os.urandom)).body for w in reversed(wraps)]
+    assert bodies == [f"m{i}" for i in reversed(range(20))]
+
+
+@pytest.mark.parametrize("stage", ["first", "later"])
+def test_a_replayed_envelope_is_rejected_and_changes_nothing(
+    alice: Channel, bob: Channel, now: int, stage: str
+) -> None:
+    if stage == "first":
+        a = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
+    else:
+        a, _ = connect(alice, bob, now)
+    wrap = relay_copy(alice.seal(a, text("once", now), now, os.urandom))
+    bob.open(wrap, now, os.urandom)
+    before = snapshot(bob)
+    for _ in range(2):
+        with pytest.raises(ReplayError):
+            bob.open(wrap, now, os.urandom)
+    assert snapshot(bob) == before
+    # The conversation goes on.
+    later = alice.seal(a, text("still works", now), now, os.urandom)
+    assert wrap_message(bob.open(relay_copy(later), now, os.urandom)).body == "still works"
+
+
+def test_a_rewrapped_replay_of_a_first_message_is_rejected(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    # Alice's own device could re-wrap an old pre-key message in a fresh gift wrap: the
+    # envelope is new, the Olm message is not.
+    a = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
+    wrap = alice.seal(a, text("once", now), now, os.urandom)
+    bob.open(relay_copy(wrap), now, os.urandom)
+    inner = nip44.decrypt_bytes(
+        wrap.content,
+        nip44.conversation_key(bob.device.identity.secret, _pub(wrap.pubkey)),
+    )
+    rewrapped = gift_wrap(inner.rstrip(b" "), bob.identity, now, os.urandom)
+    before = snapshot(bob)
+    with pytest.raises(ReplayError):
+        bob.open(relay_copy(rewrapped), now, os.urandom)
+    assert snapshot(bob) == before
+
+
+def _pub(hex_key: str) -> PublicKey:
+    return PublicKey.from_hex(hex_key)
+
+
+def test_tampering_anywhere_is_rejected_and_changes_nothing(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    a, _ = connect(alice, bob, now)
+    wrap = alice.seal(a, text("do not touch", now), now, os.urandom)
+    raw = wrap.to_dict()
+    before = snapshot(bob)
+    content = raw["content"]
+    # Flip characters across the NIP-44 payload: version, nonce, ciphertext, MAC.
+    for position in (0, 5, 50, len(content) // 2, len(content) - 5, len(content) - 1):
+        replacement = "A" if content[position] != "A" else "B"
+        forged = dict(raw, content=content[:position] + replacement + content[position + 1 :])
+        with pytest.raises(RemoteProtocolError):
+            bob.open(_resign(forged), now, os.urandom)
+    # Change the recipient tag, the time or the content without re-signing.
+    for field, value in (("created_at", raw["created_at"] + 1), ("content", content[::-1])):
+        with pytest.raises(RemoteProtocolError):
+            bob.open(event_from_json(orjson.dumps(dict(raw, **{field: value}))), now, os.urandom)
+    assert snapshot(bob) == before
+    assert wrap_message(bob.open(relay_copy(wrap), now, os.urandom)).body == "do not touch"
+
+
+def _resign(raw: dict[str, object]) -> Event:
+    """Re-sign a modified wrap with a fresh key, as an attacker on the relay could."""
+    from xchat.core.events import sign_event
+
+    key = SecretKey.generate(os.urandom)
+    tags = raw["tags"]
+    assert isinstance(tags, list)
+    return sign_event(
+        key,
+        kind=KIND_GIFT_WRAP,
+        tags=tags,
+        content=str(raw["content"]),
+        created_at=int(str(raw["created_at"])),
+        rng=os.urandom,
+    )
+
+
+def test_a_wrap_for_an_unknown_key_is_refused(alice: Channel, bob: Channel, now: int) -> None:
+    stranger = SecretKey.generate(os.urandom).public_key
+    wrap = gift_wrap(b'{"xchat":1}', stranger, now, os.urandom)
+    with pytest.raises(DecryptionError):
+        bob.open(wrap, now, os.urandom)
+
+
+def test_an_envelope_for_another_device_is_refused(now: int) -> None:
+    # Bob has two devices with the same identity; a message for one reaches the other
+    # through the shared identity key and must be refused, not mis-decrypted.
+    bob_phone = make_device("bob", now)
+    bob_laptop = Channel(make_device("bob", now))
+    alice = Channel(make_device("alice", now))
+    assert bob_laptop.identity == bob_phone.identity.public_key
+    a = alice.open_session(bundle_of(bob_phone, now), now, os.urandom)
+    with pytest.raises(DecryptionError, match="another device"):
+        bob_laptop.open(
+            relay_copy(alice.seal(a, text("for the phone", now), now, os.urandom)), now, os.urandom
+        )
+    assert bob_laptop.sessions() == []
+
+
+def test_a_frame_claiming_another_identity_is_rejected(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    # Mallory has a valid certificate for her own identity and writes Alice's identity
+    # into the frame: the frame's "from" must match the certificate's identity.
+    mallory = Channel(make_device("mallory", now))
+    m = mallory.open_session(bundle_of(bob.device, now), now, os.urandom)
+    wrap = Channel.seal(_Impersonating(mallory, alice), m, text("I am Alice", now), now, os.urandom)  # type: ignore[arg-type]
+    with pytest.raises(InvalidSignature):
+        bob.open(relay_copy(wrap), now, os.urandom)
+    assert bob.sessions() == []
+
+
+class _Impersonating:
+    """Mallory's channel, writing Alice's identity into the frames it seals."""
+
+    def __init__(self, real: Channel, victim: Channel) -> None:
+        self.device = real.device
+        self.identity = victim.identity
+
+
+def test_nip17_messages_both_ways_are_marked_not_forward_secret(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    rumor, to_bob, to_self = alice.seal_nip17(bob.identity, text("hola", now), now, os.urandom)
+    assert to_bob.tags == [["p", bob.identity.hex]]
+    got = bob.open(relay_copy(to_bob), now, os.urandom)
+    assert not got.forward_secret
+    assert got.session is None
+    assert got.device is None
+    assert got.sender == alice.identity
+    assert wrap_message(got).body == "hola"
+    assert got.message.id == rumor.id
+    mine = alice.open(relay_copy(to_self), now, os.urandom)
+    assert mine.message == got.message
+
+
+def test_nip17_rumor_claiming_another_author_is_rejected(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    from xchat.core.nip17 import wrap_rumor
+    from xchat.wire.event import Rumor
+
+    mallory = make_device("mallory", now).identity
+    # Mallory seals a rumor that says Alice wrote it.
+    rumor = Rumor.create(alice.identity.hex, now, 14, [["p", bob.identity.hex]], "it's me, alice")
+    wrap = wrap_rumor(mallory, bob.identity, rumor, now, os.urandom, nip44.ConversationKeyCache())
+    with pytest.raises(InvalidSignature):
+        bob.open(relay_copy(wrap), now, os.urandom)
+
+
+def test_nip17_is_only_accepted_at_the_identity_key(alice: Channel, bob: Channel, now: int) -> None:
+    # Mailbox keys carry X Chat envelopes only; anything else there is refused.
+    a, _ = connect(alice, bob, now)
+    wrap = gift_wrap(b"{}", a.send_address(now), now, os.urandom)
+    with pytest.raises(DecodeError):
+        bob.open(relay_copy(wrap), now, os.urandom)
+
+
+def test_sessions_survive_a_save_and_load_mid_conversation(now: int) -> None:
+    alice_device, bob_device = make_device("alice", now), make_device("bob", now)
+    alice, bob = Channel(alice_device), Channel(bob_device)
+    a, b = connect(alice, bob, now)
+    storage = os.urandom(32)
+    # Bob's node restarts: his sessions and device come back from their records.
+    record = b.to_record(storage, os.urandom)
+    device_record = bob_device.to_record(storage, os.urandom)
+    from xchat.core.device import LocalDevice
+
+    restored_device = LocalDevice.from_record(bob_device.identity, device_record, storage)
+    bob2 = Channel(restored_device, [Session.from_record(record, b.session_id, storage)])
+    for i in range(3):
+        wrap = alice.seal(a, text(f"after restart {i}", now), now, os.urandom)
+        assert (
+            wrap_message(bob2.open(relay_copy(wrap), now, os.urandom)).body == f"after restart {i}"
+        )
+    b2 = bob2.session(b.session_id)
+    assert b2 is not None
+    reply = bob2.seal(b2, text("back", now), now, os.urandom)
+    assert wrap_message(alice.open(relay_copy(reply), now, os.urandom)).body == "back"
+
+
+def test_session_record_is_bound_to_its_id_and_key(alice: Channel, bob: Channel, now: int) -> None:
+    a, _ = connect(alice, bob, now)
+    storage = os.urandom(32)
+    record = a.to_record(storage, os.urandom)
+    with pytest.raises(DecryptionError):
+        Session.from_record(record, "another-session-id", storage)
+    with pytest.raises(DecryptionError):
+        Session.from_record(record, a.session_id, os.urandom(32))
+    assert repr(a).startswith("Session(id=")
+    assert a.receive_seeds[0].seed.hex() not in repr(a)
+
+
+def test_mailbox_rotation_announces_a_new_seed_and_keeps_the_old_one(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    a, b = connect(alice, bob, now)
+    bob.open(relay_copy(alice.seal(a, text("x", now), now, os.urandom)), now, os.urandom)
+    assert not b.announcing
+    later = now + SEED_LIFETIME + 1
+    assert bob.rotate_mailboxes(later, os.urandom) == [b]
+    assert b.announcing
+    assert len(b.receive_seeds) == 2
+    # Alice still writes to the old mailbox until Bob's next frame tells her the new seed.
+    old_address = a.send_address(later)
+    assert old_address.hex in bob.receive_keys(later)
+    bob.open(
+        relay_copy(alice.seal(a, text("old box", later), later, os.urandom)), later, os.urandom
+    )
+    assert b.announcing  # she used the retired seed: still announcing
+    alice.open(
+        relay_copy(bob.seal(b, text("new seed inside", later), later, os.urandom)),
+        later,
+        os.urandom,
+    )
+    assert a.send_address(later) != old_address
+    bob.open(
+        relay_copy(alice.seal(a, text("new box", later), later, os.urandom)), later, os.urandom
+    )
+    assert not b.announcing
+
+
+def test_receive_keys_cover_identity_and_a_window_of_epochs(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    connect(alice, bob, now)
+    keys = bob.receive_keys(now)
+    assert bob.identity.hex in keys
+    # identity + one seed x (2 days back, today, tomorrow)
+    assert len(keys) == 1 + 4
+    assert len(bob.receive_keys(now, lookback=10)) == 1 + 12
+
+
+def test_envelope_sizes_fall_in_a_few_buckets(alice: Channel, bob: Channel, now: int) -> None:
+    a, _ = connect(alice, bob, now)
+    sizes = set()
+    for body in ("k", "x" * 100, "y" * 700, "z" * 3000, "w" * 20000):
+        sizes.add(len(alice.seal(a, text(body, now), now, os.urandom).content))
+    expected = {
+        len(nip44.encrypt_bytes(b" " * size, b"\x01" * 32, b"\x02" * 32)) for size in BUCKETS
+    }
+    assert sizes <= expected
+    assert len(sizes) == 3
+
+
+def test_bundle_with_one_time_keys_exhausted_uses_the_fallback(now: int) -> None:
+    bob = Channel(make_device("bob", now))
+    bundle = bundle_of(bob.device, now)
+    only_fallback = DeviceBundle(bundle.certificate, {}, bundle.fallback_key, bundle.published_at)
+    for name in ("carol", "dave"):
+        sender = Channel(make_device(name, now))
+        s = sender.open_session(only_fallback, now, os.urandom)
+        got = bob.open(
+            relay_copy(sender.seal(s, text(f"from {name}", now), now, os.urandom)), now, os.urandom
+        )
+        assert wrap_message(got).body == f"from {name}"

@@ -90,7 +90,8 @@ class Channel:
         self._by_device: dict[str, list[Session]] = {}
         self._mailboxes: dict[str, _Mailbox] = {}  # mailbox public key hex -> its key
         self._windows: set[int] = set()
-        self._certs: OrderedDict[bytes, DeviceCertificate] = OrderedDict()
+        # verified certificates by signature, with their JSON to compare field by field
+        self._certs: OrderedDict[str, tuple[dict[str, Any], DeviceCertificate]] = OrderedDict()
         self.conversation_keys = nip44.ConversationKeyCache()
         for session in sessions or ():
             self._add(session)
@@ -237,15 +238,16 @@ class Channel:
         return Incoming(sender, message, False, None, None, False, event.id)
 
     def _certificate(self, obj: object) -> DeviceCertificate:
-        digest = hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).digest()
-        cert = self._certs.get(digest)
-        if cert is None:
-            cert = DeviceCertificate.from_json(obj)
-            self._certs[digest] = cert
-            if len(self._certs) > _CERT_CACHE_SIZE:
-                self._certs.popitem(last=False)
-        else:
-            self._certs.move_to_end(digest)
+        """Verify a peer's certificate once; later envelopes with the same fields reuse it."""
+        signature = obj.get("sig") if isinstance(obj, dict) else None
+        cached = self._certs.get(signature) if isinstance(signature, str) else None
+        if cached is not None and cached[0] == obj:
+            self._certs.move_to_end(signature)  # type: ignore[arg-type]  # str, checked above
+            return cached[1]
+        cert = DeviceCertificate.from_json(obj)
+        self._certs[cert.signature] = (cert.to_json(), cert)
+        if len(self._certs) > _CERT_CACHE_SIZE:
+            self._certs.popitem(last=False)
         return cert
 
     def _open_xchat(

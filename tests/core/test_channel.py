@@ -378,3 +378,26 @@ def test_bundle_with_one_time_keys_exhausted_uses_the_fallback(now: int) -> None
             relay_copy(sender.seal(s, text(f"from {name}", now), now, os.urandom)), now, os.urandom
         )
         assert wrap_message(got).body == f"from {name}"
+
+
+def test_safety_numbers_match_and_change_with_devices(now: int) -> None:
+    alice, bob = Channel(make_device("alice", now)), Channel(make_device("bob", now))
+    connect(alice, bob, now)
+    number, qr = alice.safety_number(bob.identity)
+    assert (number, qr) == bob.safety_number(alice.identity)
+    assert len(number.replace(" ", "")) == 60
+    # Bob adds a laptop and it writes to Alice: her number with Bob changes.
+    laptop = Channel(make_device("bob", now))
+    s = laptop.open_session(bundle_of(alice.device, now), now, os.urandom)
+    alice.open(
+        relay_copy(laptop.seal(s, text("from the laptop", now), now, os.urandom)), now, os.urandom
+    )
+    assert set(alice.peer_devices(bob.identity)) == {
+        bob.device.certificate.device_id,
+        laptop.device.certificate.device_id,
+    }
+    changed, _ = alice.safety_number(bob.identity)
+    assert changed != number
+    # Only Bob's half changed.
+    halves = {number[:35], number[36:]}
+    assert len(halves & {changed[:35], changed[36:]}) == 1

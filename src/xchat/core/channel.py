@@ -42,7 +42,7 @@ from xchat.core.mailbox import LIVE_LOOKBACK, epoch_of, epoch_window
 from xchat.core.message import AppMessage
 from xchat.core.nip17 import make_rumor, message_from_rumor, open_seal, wrap_rumor
 from xchat.core.session import Frame, Session, decode_frame, encode_frame
-from xchat.crypto import nip44
+from xchat.crypto import nip44, safety
 from xchat.crypto.keys import PublicKey, Rng, SecretKey
 from xchat.crypto.olm import MESSAGE_PRE_KEY, OlmAccount, OlmMessage
 from xchat.errors import DecodeError, DecryptionError, InvalidSignature, ReplayError
@@ -124,6 +124,20 @@ class Channel:
         for seed in session.receive_seeds:
             key = seed.key(epoch)
             self._mailboxes[key.public_key.hex] = _Mailbox(key, session.session_id, seed.seed)
+
+    def peer_devices(self, identity: PublicKey) -> dict[str, DeviceCertificate]:
+        """Every device of ``identity`` we have a session with, by device id."""
+        return {s.peer.device_id: s.peer for s in self.sessions_with(identity)}
+
+    def safety_number(self, identity: PublicKey) -> tuple[str, bytes]:
+        """The safety number and QR payload with ``identity`` over the devices we know.
+
+        A new or replaced device on either side changes it: compare it with the one
+        the person verified to notice (docs/protocol.md, "Safety numbers").
+        """
+        mine = (self.identity.raw, [b64decode(self.device.certificate.ed25519)])
+        theirs = (identity.raw, [b64decode(k) for k in self.peer_devices(identity)])
+        return safety.safety_number(mine, theirs), safety.qr_payload(mine, theirs)
 
     def open_session(self, bundle: DeviceBundle, now: int, rng: Rng) -> Session:
         """Start an outbound session with a peer device from its verified bundle."""

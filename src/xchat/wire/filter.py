@@ -111,8 +111,13 @@ def _tag_values(key: str, value: object, limits: FilterLimits) -> frozenset[str]
     if key[1] in _HEX_TAGS:
         return _hex_set(value, key, limits)
     items = _list(value, key, limits)
+    high = limits.max_tag_value_bytes
     for item in items:
-        if type(item) is not str or len(item) > limits.max_tag_value_bytes:
+        if (
+            type(item) is not str
+            or len(item) > high
+            or (len(item) * 4 > high and len(item.encode("utf-8", "surrogatepass")) > high)
+        ):
             raise DecodeError(f"filter {key} values must be short strings")
     return frozenset(items)  # type: ignore[arg-type]  # checked above
 

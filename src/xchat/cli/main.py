@@ -168,6 +168,34 @@ def _cmd_change_passphrase(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_relay(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+    import logging
+
+    from xchat.relay.config import load_config
+    from xchat.relay.server import run_relay
+
+    config = load_config(args.config, host=args.host, port=args.port, db=args.db)
+    logging.basicConfig(level=logging.INFO, format="xchat relay: %(message)s")
+
+    def ready(address: str) -> None:
+        out.write(f"xchat relay: listening on {address} (database: {_describe_db(config.db)})\n")
+        out.flush()
+
+    asyncio.run(run_relay(config, ready=ready))
+    return 0
+
+
+def _describe_db(db: str) -> str:
+    """The database for humans, without a password a URL might carry."""
+    if db.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(db)
+        return f"PostgreSQL at {parts.hostname or 'localhost'}{parts.path}"
+    return f"SQLite {db}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xchat",
@@ -227,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     change.add_argument("--passphrase-file", metavar="FILE", help="read the current one from FILE")
     change.add_argument("--new-passphrase-file", metavar="FILE", help="read the new one from FILE")
     change.set_defaults(run=_cmd_change_passphrase)
+
+    relay = sub.add_parser("relay", help="run a Nostr relay (anyone can run one)")
+    relay.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    relay.add_argument("--port", type=int, help="port for WebSocket and HTTP (default 7447)")
+    relay.add_argument(
+        "--db",
+        metavar="PATH_OR_URL",
+        help="SQLite file (default: in the user data folder) or postgresql:// URL",
+    )
+    relay.add_argument("--config", metavar="FILE", help="TOML file with [relay] and [limits]")
+    relay.set_defaults(run=_cmd_relay)
     return parser
 
 

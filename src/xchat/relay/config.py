@@ -1,0 +1,149 @@
+"""Relay configuration: every limit explicit, with safe defaults, reported in NIP-11.
+
+A config file is TOML with two optional tables, ``[relay]`` and ``[limits]``, whose keys
+are the field names below; command-line flags override the file::
+
+    [relay]
+    host = "0.0.0.0"
+    port = 7447
+    db = "postgresql://relay@127.0.0.1/relay"
+    name = "my relay"
+
+    [limits]
+    max_subscriptions = 50
+    events_per_second = 20.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import platformdirs
+
+from xchat.errors import InvalidInput
+
+__all__ = ["DEFAULT_PORT", "RelayConfig", "RelayLimits", "default_db_path", "load_config"]
+
+#: The port `xchat relay` listens on unless told otherwise ("NOSTR" has no digits; 7447
+#: is what several local Nostr relays use, and is free of well-known services).
+DEFAULT_PORT: Final = 7447
+DAY: Final = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    """Bounds on what one client can make the relay do. All are enforced and published."""
+
+    #: WebSocket message size. Larger messages get an error notice; messages over four
+    #: times this close the connection (1009), as WebSocket specifies.
+    max_message_bytes: int = 256 * 1024
+    #: Event content size (a gift wrap of the largest NIP-44 payload is ~87.5 KiB).
+    max_content_bytes: int = 128 * 1024
+    max_event_tags: int = 2000
+    max_subscriptions: int = 20
+    max_filters: int = 10
+    max_filter_values: int = 1000
+    #: Largest ``limit`` honoured, and the number returned when a filter has none.
+    max_limit: int = 500
+    default_limit: int = 500
+    max_sub_id_length: int = 64
+    #: EVENT messages per second (sustained) and burst, per connection and per IP.
+    events_per_second: float = 50.0
+    events_burst: int = 200
+    ip_events_per_second: float = 200.0
+    ip_events_burst: int = 800
+    #: Open WebSocket connections from one IP address.
+    max_connections_per_ip: int = 200
+    #: How far in the future ``created_at`` may be (seconds); events older are fine.
+    max_future_seconds: int = 15 * 60
+    #: NIP-13 proof of work required of every event (leading zero bits of the id); 0 = off.
+    min_pow_difficulty: int = 0
+    #: Bytes queued for one client before it is considered too slow and disconnected.
+    max_send_queue_bytes: int = 8 * 1024 * 1024
+
+    def check(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value < 0 or (value == 0 and f.name != "min_pow_difficulty"):
+                raise InvalidInput(f"limit {f.name} must be positive, not {value}")
+        if self.default_limit > self.max_limit:
+            raise InvalidInput("default_limit must not exceed max_limit")
+
+
+def default_db_path() -> Path:
+    return Path(platformdirs.user_data_dir("xchat", appauthor=False)) / "relay" / "relay.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    #: A SQLite file path, or a ``postgresql://`` URL.
+    db: str = field(default_factory=lambda: str(default_db_path()))
+    #: The public ``wss://`` URL, for NIP-42 ``relay`` tags; by default the Host header's.
+    public_url: str | None = None
+    name: str = "xchat relay"
+    description: str = "A Nostr relay run with X Chat. Stores only what clients publish."
+    contact: str = ""
+    #: Serve gift wraps (kind 1059) only to connections authenticated (NIP-42) as their
+    #: ``p``-tagged recipient.
+    protect_gift_wraps: bool = True
+    #: Gift wraps received longer ago than this are purged (seconds).
+    gift_wrap_retention: int = 30 * DAY
+    #: How often expired events and old gift wraps are purged (seconds).
+    purge_interval: int = 600
+    #: Largest batch committed at once, and the longest a batch waits to fill (seconds).
+    batch_max_events: int = 512
+    batch_max_delay: float = 0.002
+    limits: RelayLimits = field(default_factory=RelayLimits)
+
+    def check(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise InvalidInput(f"the port must be 0 to 65535, not {self.port}")
+        if self.gift_wrap_retention <= 0 or self.purge_interval <= 0:
+            raise InvalidInput("gift_wrap_retention and purge_interval must be positive")
+        self.limits.check()
+
+
+def _typed(cls: type[Any], values: dict[str, Any], where: str) -> dict[str, Any]:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for key, given in values.items():
+        value = given
+        if key not in known or key == "limits":
+            raise InvalidInput(f"unknown setting {key!r} in [{where}]")
+        default = getattr(cls(), key)
+        expected = type(default) if default is not None else str
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            raise InvalidInput(
+                f"setting {key!r} in [{where}] must be a {expected.__name__}, not {value!r}"
+            )
+        out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> RelayConfig:
+    """The configuration from a TOML file (if given) with non-None ``overrides`` applied."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(f"the config file {path} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"relay", "limits"}
+    if unknown:
+        raise InvalidInput(f"unknown table(s) in the config file: {', '.join(sorted(unknown))}")
+    relay = _typed(RelayConfig, data.get("relay", {}), "relay")
+    limits = RelayLimits(**_typed(RelayLimits, data.get("limits", {}), "limits"))
+    relay.update({k: v for k, v in overrides.items() if v is not None})
+    config = RelayConfig(limits=limits, **relay)
+    config.check()
+    return config

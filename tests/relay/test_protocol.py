@@ -454,10 +454,8 @@ def test_auth_is_checked(relay: RelayProcess) -> None:
                 )
                 from xchat.wire import messages as m
 
+                future = conn._oks.setdefault(event.id, asyncio.get_running_loop().create_future())
                 await conn._send(m.auth_message(event))
-                future = conn._oks.setdefault(
-                    event.id, asyncio.get_running_loop().create_future()
-                )
                 result = await asyncio.wait_for(future, 5)
                 assert not result.accepted, tags
                 assert result.message.startswith("invalid:")

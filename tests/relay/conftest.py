@@ -40,6 +40,9 @@ class RelayProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait(timeout)
+        finally:
+            if self.process.stdout is not None:
+                self.process.stdout.close()
 
 
 def start_relay(

@@ -48,7 +48,7 @@ def test_sigkill_during_a_burst_loses_no_acknowledged_event(tmp_path: Any) -> No
                     killed = True
 
     run(burst())
-    relay.process.wait(10)
+    relay.stop(timeout=10)
     assert 500 <= len(acknowledged) < len(events), "the kill should land mid-burst"
 
     restarted = start_relay(db, tmp=tmp_path)

@@ -46,12 +46,17 @@ class PublishResult:
 
 @dataclass
 class Subscription:
-    """Events of one REQ as they arrive; ``eose`` is set at the end of stored events."""
+    """Events of one REQ as they arrive; ``eose`` is set at the end of stored events.
+
+    ``eose`` is also set when the subscription ends before its EOSE (``closed`` then says
+    why); ``complete`` tells the two apart: it is true once a real EOSE arrived.
+    """
 
     sub_id: str
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     eose: asyncio.Event = field(default_factory=asyncio.Event)
     closed: str | None = None  # the relay's CLOSED reason
+    complete: bool = False  # a real EOSE arrived: every stored event was sent
 
 
 class RelayConnection:
@@ -168,6 +173,7 @@ class RelayConnection:
     def _on_eose(self, message: m.RelayEose) -> None:
         sub = self._subs.get(message.sub_id)
         if sub is not None:
+            sub.complete = True
             sub.eose.set()
 
     def _on_closed(self, message: m.RelayClosed) -> None:
@@ -249,7 +255,11 @@ class RelayConnection:
     async def query(
         self, filters: Sequence[Filter | dict[str, Any]], timeout: float = 10.0
     ) -> list[Event]:
-        """Stored events matching ``filters`` (REQ until EOSE, then CLOSE)."""
+        """Stored events matching ``filters`` (REQ until EOSE, then CLOSE).
+
+        A CLOSED after the EOSE is no refusal: some relays (rust-nostr's) end a REQ they
+        have fully answered, e.g. one whose ``ids`` were all found.
+        """
         sub = await self.subscribe(filters)
         try:
             await asyncio.wait_for(sub.eose.wait(), timeout)
@@ -257,7 +267,7 @@ class RelayConnection:
             raise RelayError(f"{self.url} sent no EOSE within {timeout} s") from None
         finally:
             await self.unsubscribe(sub)
-        if sub.closed is not None:
+        if sub.closed is not None and not sub.complete:
             raise RelayError(sub.closed)
         events = []
         while not sub.events.empty():

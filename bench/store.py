@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.store.pg_server import PostgresServer, find_bindir
+from tests.pg_server import PostgresServer, find_bindir
 
 from xchat.store.events import EventStore, StoredEvent
 from xchat.store.postgres import PostgresEventStore

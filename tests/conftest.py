@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from tests.pg_server import PostgresServer, find_bindir
 from xchat.core.channel import Channel
 from xchat.core.device import DeviceBundle, LocalDevice
 from xchat.core.identity import Identity
@@ -71,3 +73,19 @@ def alice(now: int) -> Channel:
 @pytest.fixture
 def bob(now: int) -> Channel:
     return Channel(make_device("bob", now))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    bindir = find_bindir()
+    if bindir is None:
+        message = (
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): "
+            "install Debian's `postgresql` package (apt-get install postgresql)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must run the PostgreSQL store tests")
+        pytest.skip(message)
+    server = PostgresServer.start(bindir)
+    yield server
+    server.stop()

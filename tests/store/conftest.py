@@ -4,7 +4,6 @@ database on a throwaway server started once per session (see ``pg_server.py``)."
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.store.pg_server import PostgresServer, find_bindir
+from tests.pg_server import PostgresServer
 from xchat.store.events import EventStore
 from xchat.store.postgres import PostgresEventStore
 from xchat.store.sqlite import SqliteEventStore
@@ -20,22 +19,6 @@ from xchat.store.sqlite import SqliteEventStore
 T = TypeVar("T")
 
 BACKENDS = ["sqlite", "postgres"]
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    bindir = find_bindir()
-    if bindir is None:
-        message = (
-            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): "
-            "install Debian's `postgresql` package (apt-get install postgresql)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must run the PostgreSQL store tests")
-        pytest.skip(message)
-    server = PostgresServer.start(bindir)
-    yield server
-    server.stop()
 
 
 @dataclass

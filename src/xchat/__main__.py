@@ -4,4 +4,5 @@ import sys
 
 from xchat.cli.main import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when multiprocessing re-imports this module in a child
+    sys.exit(main())

@@ -97,7 +97,7 @@ class RelayConfig:
     #: How often expired events and old gift wraps are purged (seconds).
     purge_interval: int = 600
     #: Largest batch committed at once, and the longest a batch waits to fill (seconds).
-    batch_max_events: int = 512
+    batch_max_events: int = 2048
     batch_max_delay: float = 0.002
     limits: RelayLimits = field(default_factory=RelayLimits)
 

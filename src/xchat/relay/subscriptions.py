@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from xchat.wire.event import Event
-from xchat.wire.filter import Filter
+from xchat.wire.filter import Filter, fields_match
 
 __all__ = ["CompactFilter", "Subscription", "SubscriptionIndex"]
 
@@ -57,16 +57,8 @@ class CompactFilter:
         self.until = f.until
 
     def matches(self, event: Event) -> bool:
-        return (
-            (self.ids is None or event.id in self.ids)
-            and (self.kinds is None or event.kind in self.kinds)
-            and (self.authors is None or event.pubkey in self.authors)
-            and (self.since is None or event.created_at >= self.since)
-            and (self.until is None or event.created_at <= self.until)
-            and all(
-                any(len(t) >= 2 and t[0] == name and t[1] in values for t in event.tags)
-                for name, values in self.tags
-            )
+        return fields_match(
+            event, self.ids, self.authors, self.kinds, self.tags, self.since, self.until
         )
 
     def is_empty(self) -> bool:

@@ -71,8 +71,31 @@ def compute_id(
     return hashlib.sha256(data).digest()
 
 
+class _Fields:
+    """What events and rumors share: tag look-ups and JSON."""
+
+    __slots__ = ()
+    tags: list[list[str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    def tag_values(self, name: str) -> list[str]:
+        """The first value of every tag called ``name``, in order."""
+        return [t[1] for t in self.tags if len(t) >= 2 and t[0] == name]
+
+    def first_tag(self, name: str) -> str | None:
+        for t in self.tags:
+            if len(t) >= 2 and t[0] == name:
+                return t[1]
+        return None
+
+
 @dataclass(frozen=True, slots=True)
-class Event:
+class Event(_Fields):
     """A signed Nostr event with validated fields. Tags must not be mutated."""
 
     id: str
@@ -94,22 +117,9 @@ class Event:
             "sig": self.sig,
         }
 
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
-
-    def tag_values(self, name: str) -> list[str]:
-        """The first value of every tag called ``name``, in order."""
-        return [t[1] for t in self.tags if len(t) >= 2 and t[0] == name]
-
-    def first_tag(self, name: str) -> str | None:
-        for t in self.tags:
-            if len(t) >= 2 and t[0] == name:
-                return t[1]
-        return None
-
 
 @dataclass(frozen=True, slots=True)
-class Rumor:
+class Rumor(_Fields):
     """An unsigned event (NIP-59): carries an id but no signature."""
 
     id: str
@@ -146,12 +156,6 @@ class Rumor:
             "tags": self.tags,
             "content": self.content,
         }
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
-
-    def tag_values(self, name: str) -> list[str]:
-        return [t[1] for t in self.tags if len(t) >= 2 and t[0] == name]
 
 
 def check_fields(

@@ -9,13 +9,14 @@ Spec: https://github.com/nostr-protocol/nips/blob/master/01.md#from-client-to-re
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from xchat.errors import DecodeError
 from xchat.wire.event import MAX_CREATED_AT, Event, is_hex
 
-__all__ = ["Filter", "FilterLimits", "matches_any", "parse_filter"]
+__all__ = ["Filter", "FilterLimits", "fields_match", "matches_any", "parse_filter"]
 
 _HEX_TAGS: Final = frozenset("ep")
 _TAG_NAMES: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -45,16 +46,8 @@ class Filter:
     limit: int | None = None
 
     def matches(self, event: Event) -> bool:
-        return (
-            (self.ids is None or event.id in self.ids)
-            and (self.kinds is None or event.kind in self.kinds)
-            and (self.authors is None or event.pubkey in self.authors)
-            and (self.since is None or event.created_at >= self.since)
-            and (self.until is None or event.created_at <= self.until)
-            and all(
-                any(len(t) >= 2 and t[0] == name and t[1] in values for t in event.tags)
-                for name, values in self.tags.items()
-            )
+        return fields_match(
+            event, self.ids, self.authors, self.kinds, self.tags.items(), self.since, self.until
         )
 
     def is_empty(self) -> bool:
@@ -79,6 +72,29 @@ class Filter:
             if (value := getattr(self, key)) is not None:
                 obj[key] = value
         return obj
+
+
+def fields_match(
+    event: Event,
+    ids: Container[str] | None,
+    authors: Container[str] | None,
+    kinds: Container[int] | None,
+    tags: Iterable[tuple[str, Container[str]]],
+    since: int | None,
+    until: int | None,
+) -> bool:
+    """NIP-01 matching on a filter's fields, in whatever containers hold them."""
+    return (
+        (ids is None or event.id in ids)
+        and (kinds is None or event.kind in kinds)
+        and (authors is None or event.pubkey in authors)
+        and (since is None or event.created_at >= since)
+        and (until is None or event.created_at <= until)
+        and all(
+            any(len(t) >= 2 and t[0] == name and t[1] in values for t in event.tags)
+            for name, values in tags
+        )
+    )
 
 
 def matches_any(filters: tuple[Filter, ...] | list[Filter], event: Event) -> bool:

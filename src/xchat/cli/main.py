@@ -13,13 +13,15 @@ import getpass
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 
 from xchat import __version__
+from xchat.cli.client import NodeClient, chat, contact_label, format_message
 from xchat.core.identity import Identity
 from xchat.errors import InvalidInput, WrongPassphrase, XChatError
 from xchat.home import Home, check_passphrase, default_home
@@ -186,6 +188,212 @@ def _cmd_relay(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_up(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+    import logging
+
+    from xchat.node.runner import read_runtime, run_node
+
+    home = Home(default_home(args.home))
+    if not home.exists():
+        raise InvalidInput(f"no X Chat identity in {home.path}; create one with 'xchat init'")
+    running = read_runtime(home)
+    if running is not None:
+        raise InvalidInput(f"a node for this identity is already running at {running['url']}")
+    unlocked = home.unlock(_passphrase(args, confirm=False))
+    logging.basicConfig(level=logging.WARNING, format="xchat node: %(message)s")
+
+    def ready(login: str) -> None:
+        out.write(f"X Chat is running for {unlocked.identity.npub}\n")
+        out.write(f"Open X Chat Web: {login}\n")
+        out.write("Stop with Ctrl-C.\n")
+        out.flush()
+
+    asyncio.run(
+        run_node(
+            home,
+            unlocked,
+            relays=tuple(args.relay),
+            port=args.port,
+            open_browser=not args.no_browser,
+            ready=ready,
+        )
+    )
+    return 0
+
+
+def _client(args: argparse.Namespace) -> NodeClient:
+    return NodeClient(Home(default_home(args.home)))
+
+
+def _dump(data: object, out: TextIO) -> None:
+    out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    status = _client(args).call("GET", "/api/status")
+    if args.json:
+        _dump(status, out)
+        return 0
+    out.write(f"Node running for {status['npub']} (up {status['uptime']:.0f} s)\n")
+    out.write(
+        f"Messages: {status['sent']} sent, {status['received']} received, "
+        f"{status['outbox_pending']} waiting to be sent, {status['failed']} failed\n"
+    )
+    for relay in status["relays"]:
+        role = "inbox" if relay["reading"] else "outbox"
+        error = f" ({relay['last_error']})" if relay["last_error"] else ""
+        out.write(f"  {relay['state']:<12} {role:<6} {relay['url']}{error}\n")
+    if status["embedded_relay"]:
+        out.write(f"Using the embedded relay {status['embedded_relay']} (no relay configured)\n")
+    return 0
+
+
+def _cmd_contacts(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    if args.action == "add":
+        if not args.address:
+            raise InvalidInput("usage: xchat contacts add <npub|nprofile> [--name NAME]")
+        body = {"address": args.address[0]}
+        if args.name:
+            body["name"] = args.name
+        contact = client.call("POST", "/api/contacts", body)
+        if args.json:
+            _dump(contact, out)
+        else:
+            out.write(f"Added {contact_label(contact)}")
+            out.write("" if contact["forward_secret"] else " (NIP-17 only: not forward-secret)")
+            out.write("\n")
+        return 0
+    if args.action in ("accept", "block", "rename"):
+        return _change_contact(args, client, out)
+    if args.action not in (None, "list"):
+        raise InvalidInput("contacts actions are: list, add, accept, block, rename")
+    contacts = client.call("GET", "/api/contacts")
+    if args.json:
+        _dump(contacts, out)
+        return 0
+    if not contacts:
+        out.write("No contacts yet. Add one with 'xchat contacts add <npub|nprofile>'.\n")
+    for contact in contacts:
+        marks = [contact["state"]] if contact["state"] != "accepted" else []
+        if not contact["forward_secret"]:
+            marks.append("not forward-secret")
+        if contact["verified"]:
+            marks.append("verified")
+        suffix = f"  [{', '.join(marks)}]" if marks else ""
+        out.write(f"{contact_label(contact)}  {contact['npub']}{suffix}\n")
+    return 0
+
+
+def _change_contact(args: argparse.Namespace, client: NodeClient, out: TextIO) -> int:
+    if not args.address:
+        raise InvalidInput(f"usage: xchat contacts {args.action} <contact>")
+    contact = client.contact(args.address[0])
+    change: dict[str, str] = {}
+    if args.action == "rename":
+        if not args.name:
+            raise InvalidInput("usage: xchat contacts rename <contact> --name NAME")
+        change["name"] = args.name
+    else:
+        change["state"] = "accepted" if args.action == "accept" else "blocked"
+    updated = client.call("PATCH", f"/api/contacts/{contact['pubkey']}", change)
+    if args.json:
+        _dump(updated, out)
+    else:
+        out.write(f"{contact_label(updated)}: {updated['state']}\n")
+    return 0
+
+
+def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    contact = client.contact(args.contact)
+    text = " ".join(args.text)
+    if text == "-":
+        text = sys.stdin.read().rstrip("\n")
+    message = client.call(
+        "POST", f"/api/conversations/{contact['pubkey']}/messages", {"text": text}
+    )
+    if args.json:
+        _dump(message, out)
+    else:
+        out.write(f"Queued message {message['id']} to {contact_label(contact)}\n")
+    return 0
+
+
+def _cmd_messages(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    contact = client.contact(args.contact)
+    rows = client.call("GET", f"/api/conversations/{contact['pubkey']}/messages?limit={args.limit}")
+    if args.json:
+        _dump(list(reversed(rows)), out)
+        return 0
+    names = {contact["pubkey"]: contact_label(contact)}
+    for row in reversed(rows):
+        out.write(format_message(row, names) + "\n")
+    return 0
+
+
+def _cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+
+    client = _client(args)
+    return asyncio.run(chat(client, client.contact(args.contact), out))
+
+
+def _cmd_relays(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    if args.action in ("add", "remove"):
+        if not args.url:
+            raise InvalidInput(f"usage: xchat relays {args.action} <wss://…>")
+        if args.action == "add":
+            result = client.call("POST", "/api/relays", {"url": args.url})
+        else:
+            query = urllib.parse.urlencode({"url": args.url})
+            result = client.call("DELETE", f"/api/relays?{query}")
+        if args.json:
+            _dump(result, out)
+        else:
+            out.write("Inbox relays: " + (", ".join(result["inbox"]) or "(none)") + "\n")
+        return 0
+    if args.action not in (None, "list"):
+        raise InvalidInput("relays actions are: list, add, remove")
+    relays = client.call("GET", "/api/relays")
+    if args.json:
+        _dump(relays, out)
+        return 0
+    for health in relays["health"]:
+        role = "inbox" if health["reading"] else "outbox"
+        error = f" ({health['last_error']})" if health["last_error"] else ""
+        out.write(f"{health['state']:<12} {role:<6} {health['url']}{error}\n")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    contact = client.contact(args.contact)
+    path = f"/api/contacts/{contact['pubkey']}"
+    if args.mark or args.unmark:
+        info = client.call("POST", f"{path}/verify", {"verified": bool(args.mark)})
+    else:
+        info = client.call("GET", f"{path}/safety-number")
+    if args.json:
+        _dump(info, out)
+        return 0
+    out.write(f"Safety number with {contact_label(contact)}:\n\n")
+    groups = info["safety_number"].split()
+    for row in range(0, len(groups), 4):
+        out.write("    " + "  ".join(groups[row : row + 4]) + "\n")
+    out.write("\nCompare it with theirs in person or on a call you trust.\n")
+    if info["verified"]:
+        out.write("You marked it verified.\n")
+    elif info["previously_verified"]:
+        out.write("WARNING: it changed since you verified it (a new or replaced device).\n")
+    else:
+        out.write("Not verified yet: 'xchat verify <contact> --mark' once it matches.\n")
+    return 0
+
+
 def _describe_db(db: str) -> str:
     """The database for humans, without a password a URL might carry."""
     if db.startswith(("postgresql://", "postgres://")):
@@ -266,7 +474,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     relay.add_argument("--config", metavar="FILE", help="TOML file with [relay] and [limits]")
     relay.set_defaults(run=_cmd_relay)
+
+    _add_node_commands(sub)
     return parser
+
+
+def _add_node_commands(sub: Any) -> None:
+    """The commands that run the node or talk to it."""
+    up = sub.add_parser("up", help="run your node and X Chat Web (until Ctrl-C)")
+    up.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="inbox relay to use (repeatable; saved); without any, a local relay is started",
+    )
+    up.add_argument("--port", type=int, default=7440, help="port of X Chat Web and the API")
+    up.add_argument("--no-browser", action="store_true", help="do not open the browser")
+    up.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE")
+    up.set_defaults(run=_cmd_up)
+
+    status = sub.add_parser("status", help="is the node running; relays and outbox")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=_cmd_status)
+
+    contacts = sub.add_parser("contacts", help="list, add, accept, block or rename contacts")
+    contacts.add_argument(
+        "action",
+        nargs="?",
+        choices=("list", "add", "accept", "block", "rename"),
+    )
+    contacts.add_argument("address", nargs="*", help="npub/nprofile (add) or a contact")
+    contacts.add_argument("--name", help="a name for the contact")
+    contacts.add_argument("--json", action="store_true", help="machine-readable output")
+    contacts.set_defaults(run=_cmd_contacts)
+
+    send = sub.add_parser("send", help="send a message (text '-' reads standard input)")
+    send.add_argument("contact", help="a contact's name, npub or nprofile")
+    send.add_argument("text", nargs="+", help="the message")
+    send.add_argument("--json", action="store_true", help="machine-readable output")
+    send.set_defaults(run=_cmd_send)
+
+    messages = sub.add_parser("messages", help="show a conversation")
+    messages.add_argument("contact", help="a contact's name, npub or nprofile")
+    messages.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    messages.add_argument("--json", action="store_true", help="machine-readable output")
+    messages.set_defaults(run=_cmd_messages)
+
+    chat_cmd = sub.add_parser("chat", help="chat interactively with a contact")
+    chat_cmd.add_argument("contact", help="a contact's name, npub or nprofile")
+    chat_cmd.set_defaults(run=_cmd_chat)
+
+    relays = sub.add_parser("relays", help="list, add or remove your inbox relays")
+    relays.add_argument("action", nargs="?", choices=("list", "add", "remove"))
+    relays.add_argument("url", nargs="?", help="relay URL (wss://…)")
+    relays.add_argument("--json", action="store_true", help="machine-readable output")
+    relays.set_defaults(run=_cmd_relays)
+
+    verify = sub.add_parser("verify", help="show (and mark) the safety number with a contact")
+    verify.add_argument("contact", help="a contact's name, npub or nprofile")
+    mark = verify.add_mutually_exclusive_group()
+    mark.add_argument("--mark", action="store_true", help="mark it verified")
+    mark.add_argument("--unmark", action="store_true", help="remove the verified mark")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.set_defaults(run=_cmd_verify)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

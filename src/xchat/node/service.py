@@ -1,0 +1,1310 @@
+"""The X Chat node: one identity's device, kept online, sending and receiving.
+
+Theory of operation. The node owns four things and wires them together on one
+asyncio loop:
+
+* the :class:`~xchat.core.channel.Channel` (sans-I/O crypto: sessions, mailboxes),
+  driven only from the loop thread;
+* the :class:`~xchat.store.node.NodeStore` (SQLCipher), driven only from one worker
+  thread; every write goes through :meth:`Node._commit`, which groups the writes that
+  are waiting into one transaction (group commit: one fsync for many messages);
+* the :class:`~xchat.node.pool.RelayPool`, which reads our mail from our inbox relays
+  and publishes envelopes anywhere;
+* subscribers of :meth:`Node.subscribe` (the local API's WebSocket stream).
+
+Sending (``send_text`` and friends)::
+
+    seal for each peer device (or NIP-17) -> commit message + sessions + outbox rows
+        -> return to the caller (the message is durable: a crash now loses nothing)
+        -> publish each envelope to the recipient's inbox relays
+        -> commit what each relay answered: "sent" once min(2, relays) accepted,
+           else retry with backoff; "failed" (with the reason) after MAX_ATTEMPTS.
+
+A session's ratchet is committed before any envelope it produced leaves the machine.
+Rows still pending at start-up (the node was killed) are published again; relays
+answer a duplicate with ``OK true`` and receivers de-duplicate by event and message id.
+
+Receiving: events from the pool go through a queue; a worker opens a batch with the
+channel and commits, in one transaction, the sessions, the device, the contact (an
+unknown sender becomes a *message request*), the message or its effect (edit,
+reaction, delete, receipt) and the event id as seen. Then subscribers are told and
+delivery receipts go out (to accepted contacts only). Nothing a peer or relay sends
+can stop the worker: every documented error is counted and dropped.
+
+Privacy: logs carry counts and error classes only, never keys, contacts or text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import orjson
+
+from xchat.core.channel import Channel, Incoming
+from xchat.core.device import KIND_DEVICE_BUNDLE, DeviceBundle, LocalDevice
+from xchat.core.events import sign_event
+from xchat.core.identity import ContactCard
+from xchat.core.message import (
+    AppMessage,
+    Delete,
+    Delivered,
+    Edit,
+    Reaction,
+    Read,
+    Reply,
+    Text,
+    new_message_id,
+)
+from xchat.core.session import Session
+from xchat.crypto.kdf import derive_key
+from xchat.crypto.keys import PublicKey, Rng, SecretKey
+from xchat.errors import (
+    DecodeError,
+    InvalidInput,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ReplayError,
+    XChatError,
+)
+from xchat.home import Home, Unlocked
+from xchat.node.pool import RelayPool
+from xchat.node.relay_client import PublishResult
+from xchat.store.node import (
+    ContactRow,
+    ConversationRow,
+    DeviceRow,
+    MessageRow,
+    NodeStore,
+    OutboxRow,
+    SessionRow,
+)
+from xchat.wire.event import Event, parse_event
+from xchat.wire.relay_url import normalize_relay_url
+
+__all__ = [
+    "KIND_INBOX_RELAYS",
+    "MAX_ATTEMPTS",
+    "Node",
+    "NodeConfig",
+    "contact_json",
+    "message_json",
+]
+
+log = logging.getLogger("xchat.node")
+
+T = TypeVar("T")
+
+KIND_INBOX_RELAYS: Final = 10050
+#: Publishing attempts before an envelope (and its message) is marked failed.
+MAX_ATTEMPTS: Final = 12
+RETRY_START: Final = 1.0
+RETRY_MAX: Final = 60.0
+#: Relays that must accept an envelope: two, or all of them if fewer are known.
+MIN_ACCEPTS: Final = 2
+_MAX_INBOX_RELAYS: Final = 10
+_INBOX_BATCH: Final = 500
+_COMMIT_BATCH: Final = 1000
+_SEEN_KEEP: Final = 45 * 24 * 3600
+_TICK: Final = 1.0
+_RECEIPT_BATCH: Final = 500
+#: How often a NIP-17-only contact is looked up again for X Chat devices (seconds).
+_RECHECK_BUNDLES: Final = 600
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """How to run a node. ``relays`` are added to the stored inbox relays."""
+
+    relays: tuple[str, ...] = ()
+    publish_timeout: float = 10.0
+    #: Publish one bundle with this many one-time keys; republish when half are used.
+    one_time_keys: int = 50
+
+
+@dataclass
+class _Job:
+    """Writes to commit together, and who waits for them."""
+
+    apply: Callable[[NodeStore], Any]
+    future: asyncio.Future[Any]
+
+
+@dataclass
+class _Stats:
+    received: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    sent: int = 0
+    failed: int = 0
+    rejected_by_error: dict[str, int] = field(default_factory=dict)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def message_json(row: MessageRow) -> dict[str, Any]:
+    """The API's view of a message (docs/api.md)."""
+    return {
+        "id": row.id,
+        "conversation": row.conversation,
+        "outgoing": row.outgoing,
+        "sender": row.sender,
+        "type": row.type,
+        "body": row.body,
+        "sent_at": row.sent_at,
+        "received_at": row.received_at,
+        "state": row.state,
+        "state_detail": row.state_detail,
+        "forward_secret": row.forward_secret,
+        "reply_to": row.reply_to,
+        "edited_at": row.edited_at,
+        "deleted": row.deleted,
+        "reactions": row.reactions or {},
+        "seq": row.seq,
+    }
+
+
+class Node:
+    """See the module docstring. Create, :meth:`start`, use, :meth:`close`."""
+
+    def __init__(
+        self,
+        home: Home,
+        unlocked: Unlocked,
+        config: NodeConfig | None = None,
+        *,
+        rng: Rng = os.urandom,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.home = home
+        self.config = config or NodeConfig()
+        self._unlocked = unlocked
+        self._rng = rng
+        self._clock = clock
+        self.identity = unlocked.identity
+        self.pubkey = unlocked.identity.public_key.hex
+        self._storage_key = unlocked.storage_key
+        self.store = NodeStore(
+            home.path / "node.db", derive_key(unlocked.storage_key, "xchat/node-db/v1")
+        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xchat-store")
+        self.channel: Channel  # set by start()
+        self.pool: RelayPool  # set by start()
+        self._jobs: list[_Job] = []
+        self._jobs_ready = asyncio.Event()
+        self._inbox: asyncio.Queue[tuple[str, Event]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight: set[int] = set()
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._wake_outbox = asyncio.Event()
+        self._last_sent_at = 0
+        self._sessions_opened_since_bundle = 0
+        self._epoch_keys: frozenset[str] = frozenset()
+        self.stats = _Stats()
+        self.started_at = 0.0
+        self.embedded_relay: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store call on the store thread (reads, and writes outside group commit)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def start(
+        self,
+        relays: Sequence[str] = (),
+        embedded: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
+        """Open the store, restore sessions, connect to relays, publish our lists.
+
+        ``relays`` are added to the stored inbox relays. If there are none at all,
+        ``embedded()`` starts a local relay and returns its URL, which is then used
+        (without being stored: adding a relay later replaces it).
+        """
+        self.started_at = self._clock()
+        await self._db(self.store.open)
+        device = await self._db(self._load_device)
+        rows = await self._db(self.store.sessions)
+        sessions = []
+        for row in rows:
+            try:
+                sessions.append(Session.from_record(row.record, row.session_id, self._storage_key))
+            except XChatError:
+                log.error("a stored session could not be opened; it is skipped")
+        self.channel = Channel(device, sessions)
+        for url in (*self.config.relays, *relays):
+            await self._db(self.store.add_relay, normalize_relay_url(url))
+        self._tasks.append(asyncio.create_task(self._committer(), name="node-commit"))
+        urls = await self._db(self.store.relays)
+        if not urls and embedded is not None:
+            self.embedded_relay = await embedded()
+            urls = [self.embedded_relay]
+        self.pool = RelayPool(
+            self._receive_keys,
+            self._on_event,
+            cursor_store=self._store_cursor,
+            cursor_load=self._load_cursor,
+        )
+        self.pool.on_health_change = lambda h: self._emit({"type": "relay", "relay": h.to_json()})
+        self._epoch_keys = frozenset(self._receive_keys())
+        await self.pool.start(urls)
+        self._tasks.append(asyncio.create_task(self._inbox_worker(), name="node-inbox"))
+        self._tasks.append(asyncio.create_task(self._outbox_worker(), name="node-outbox"))
+        self._tasks.append(asyncio.create_task(self._ticker(), name="node-ticker"))
+        # Contacts find us by our bundle: publish it before saying we are up (bounded:
+        # unreachable relays only delay this, the announcer keeps retrying).
+        announce = asyncio.create_task(self._announce(), name="node-announce")
+        self._tasks.append(announce)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(announce), self.config.publish_timeout)
+
+    async def close(self) -> None:
+        """Stop reading and publishing; commit what is pending; close the store."""
+        if hasattr(self, "pool"):
+            await self.pool.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._jobs:
+            await self._db(self._run_jobs, self._take_jobs())
+        await self._db(self.store.close)
+        self._executor.shutdown(wait=True)
+
+    def _load_device(self) -> LocalDevice:
+        """The device from the node database (authoritative), imported from the home once."""
+        stored = self.store.get_setting("device_record")
+        if stored is not None:
+            return LocalDevice.from_record(self.identity, bytes.fromhex(stored), self._storage_key)
+        device = self._unlocked.device
+        self.store.set_setting(
+            "device_record", device.to_record(self._storage_key, self._rng).hex()
+        )
+        return device
+
+    def _device_write(self) -> Callable[[NodeStore], None]:
+        """A write of the device's current state (its one-time keys change)."""
+        record = self.channel.device.to_record(self._storage_key, self._rng).hex()
+        return lambda store: store.set_setting("device_record", record)
+
+    def _store_cursor(self, url: str, value: int) -> None:
+        self._executor.submit(self.store.set_setting, f"cursor:{url}", str(value))
+
+    def _load_cursor(self, url: str) -> int | None:
+        value = self._executor.submit(self.store.get_setting, f"cursor:{url}").result()
+        return int(value) if value is not None and value.isdigit() else None
+
+    def _receive_keys(self) -> dict[str, SecretKey]:
+        return self.channel.receive_keys(int(self._clock()))
+
+    # -- group commit -------------------------------------------------------------
+
+    def _commit(self, apply: Callable[[NodeStore], T]) -> asyncio.Future[T]:
+        """Queue writes for the next transaction; the future resolves once committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.append(_Job(apply, future))
+        self._jobs_ready.set()
+        return future
+
+    def _take_jobs(self) -> list[_Job]:
+        jobs, self._jobs = self._jobs[:_COMMIT_BATCH], self._jobs[_COMMIT_BATCH:]
+        if not self._jobs:
+            self._jobs_ready.clear()
+        return jobs
+
+    def _run_jobs(self, jobs: list[_Job]) -> list[tuple[bool, Any]]:
+        """On the store thread: every job in one transaction; a failing job is retried
+        alone so that one bad write cannot undo the others."""
+        results: list[tuple[bool, Any]] = []
+        try:
+            with self.store.transaction():
+                for job in jobs:
+                    results.append((True, job.apply(self.store)))
+            return results
+        except Exception:
+            if len(jobs) == 1:
+                raise
+        results = []
+        for job in jobs:
+            try:
+                with self.store.transaction():
+                    results.append((True, job.apply(self.store)))
+            except Exception as exc:
+                results.append((False, exc))
+        return results
+
+    async def _committer(self) -> None:
+        while True:
+            await self._jobs_ready.wait()
+            jobs = self._take_jobs()
+            if not jobs:
+                continue
+            try:
+                results = await self._db(self._run_jobs, jobs)
+            except Exception as exc:
+                log.error("a store write failed: %s", type(exc).__name__)
+                results = [(False, exc)] * len(jobs)
+            for job, (ok, value) in zip(jobs, results, strict=True):
+                if job.future.done():
+                    continue
+                if ok:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(value)
+
+    # -- events for the API ---------------------------------------------------------
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        for queue in list(self._subscribers):
+            if queue.qsize() < 10_000:
+                queue.put_nowait(event)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue of every change from now on (messages, states, contacts, relays)."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+    # -- our lists on relays ---------------------------------------------------------
+
+    async def own_relays(self) -> list[str]:
+        urls = await self._db(self.store.relays)
+        if not urls and self.embedded_relay is not None:
+            return [self.embedded_relay]
+        return urls
+
+    async def _announce(self) -> None:
+        """Publish our inbox relay list and a fresh device bundle (retrying until accepted)."""
+        delay = RETRY_START
+        while True:
+            try:
+                if await self._publish_lists():
+                    return
+            except XChatError as exc:
+                log.warning("publishing the relay list and bundle failed: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _publish_lists(self) -> bool:
+        now = int(self._clock())
+        urls = await self.own_relays()
+        if not urls:
+            return True
+        relay_list = sign_event(
+            self.identity.secret,
+            kind=KIND_INBOX_RELAYS,
+            tags=[["relay", url] for url in urls],
+            content="",
+            created_at=now,
+            rng=self._rng,
+        )
+        bundle = self.channel.device.bundle_event(now, self._rng, self.config.one_time_keys)
+        await self._commit(self._device_write())
+        self._sessions_opened_since_bundle = 0
+        ok = True
+        for event in (relay_list, bundle):
+            results = await self.pool.publish(event, urls, self.config.publish_timeout)
+            if not any(isinstance(r, PublishResult) and r.accepted for r in results.values()):
+                ok = False
+        return ok
+
+    # -- contacts --------------------------------------------------------------------
+
+    async def add_contact(self, address: str, name: str | None = None) -> ContactRow:
+        """Add (or accept) a contact from an npub/nprofile and look up their devices."""
+        card = ContactCard.parse(address)
+        pubkey = card.public_key.hex
+        if pubkey == self.pubkey:
+            raise InvalidInput("that is your own address")
+        if name is not None:
+            name = _check_name(name)
+        existing = await self._db(self.store.get_contact, pubkey)
+        now = int(self._clock())
+        if existing is None:
+            contact = ContactRow(pubkey, name, "accepted", list(card.relays), now)
+        else:
+            contact = existing
+            contact.state = "accepted"
+            if name is not None:
+                contact.name = name
+            for url in card.relays:
+                if url not in contact.relays:
+                    contact.relays.append(url)
+        await self._commit(lambda store: store.upsert_contact(contact))
+        await self.refresh_contact(pubkey)
+        updated = await self._db(self.store.get_contact, pubkey)
+        assert updated is not None
+        self._emit({"type": "contact", "contact": contact_json(updated)})
+        if existing is not None and existing.state == "request":
+            await self._send_pending_receipts(pubkey)
+        return updated
+
+    async def refresh_contact(self, pubkey: str) -> None:
+        """Fetch a contact's inbox relays (kind 10050) and device bundles; open sessions
+        with devices we have none with. No bundle at all: the contact is NIP-17 only."""
+        contact = await self._db(self.store.get_contact, pubkey)
+        if contact is None:
+            return
+        urls = list(dict.fromkeys([*contact.relays, *await self.own_relays()]))
+        events = await self.pool.query(
+            [{"kinds": [KIND_INBOX_RELAYS, KIND_DEVICE_BUNDLE], "authors": [pubkey]}],
+            urls,
+            timeout=self.config.publish_timeout,
+        )
+        now = int(self._clock())
+        inbox = [e for e in events if e.kind == KIND_INBOX_RELAYS and e.pubkey == pubkey]
+        relays = list(contact.relays)
+        if inbox:
+            newest = max(inbox, key=lambda e: e.created_at)
+            with contextlib.suppress(RemoteProtocolError):
+                from xchat.core.events import verify_event
+
+                verify_event(newest)
+                listed = []
+                for value in newest.tag_values("relay")[:_MAX_INBOX_RELAYS]:
+                    with contextlib.suppress(InvalidInput):
+                        listed.append(normalize_relay_url(value))
+                if listed:
+                    relays = listed
+        bundles: dict[str, DeviceBundle] = {}
+        for event in events:
+            if event.kind != KIND_DEVICE_BUNDLE or event.pubkey != pubkey:
+                continue
+            try:
+                bundle = DeviceBundle.from_event(event)
+            except RemoteProtocolError:
+                continue
+            known = bundles.get(bundle.certificate.device_id)
+            if known is None or bundle.published_at > known.published_at:
+                bundles[bundle.certificate.device_id] = bundle
+        have = self.channel.peer_devices(PublicKey.from_hex(pubkey))
+        writes: list[Callable[[NodeStore], Any]] = []
+        opened = False
+        for device_id, bundle in bundles.items():
+            cert = bundle.certificate
+            writes.append(
+                _device_upsert(
+                    DeviceRow(
+                        device_id,
+                        pubkey,
+                        cert.curve25519,
+                        orjson.dumps(cert.to_json()).decode(),
+                        now,
+                    )
+                )
+            )
+            if device_id in have:
+                continue
+            try:
+                session = self.channel.open_session(bundle, now, self._rng)
+            except XChatError:
+                continue
+            writes.append(self._session_write(session))
+            opened = True
+        contact.relays = relays
+        contact.bundle_checked_at = now
+        contact.nip17_only = not bundles and not have
+        writes.append(lambda store: store.upsert_contact(contact))
+        await self._commit(lambda store: [w(store) for w in writes])
+        if opened:
+            self.pool.keys_changed()
+
+    async def set_contact(
+        self, pubkey: str, *, name: str | None = None, state: str | None = None
+    ) -> ContactRow:
+        """Rename, accept or block a contact."""
+        contact = await self._db(self.store.get_contact, pubkey)
+        if contact is None:
+            raise InvalidInput("no such contact")
+        previous = contact.state
+        if name is not None:
+            contact.name = _check_name(name) or None
+        if state is not None:
+            if state not in ("accepted", "blocked"):
+                raise InvalidInput("a contact's state can be set to accepted or blocked")
+            contact.state = state
+        await self._commit(lambda store: store.upsert_contact(contact))
+        self._emit({"type": "contact", "contact": contact_json(contact)})
+        if previous == "request" and contact.state == "accepted":
+            await self._send_pending_receipts(pubkey)
+        return contact
+
+    async def find_contact(self, text: str) -> ContactRow:
+        """A contact by name (case-insensitive), npub, nprofile or hex key."""
+        contacts = await self._db(self.store.contacts)
+        wanted = text.strip()
+        named = [c for c in contacts if c.name is not None and c.name.lower() == wanted.lower()]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            raise InvalidInput(f"several contacts are named {wanted!r}; use their npub")
+        try:
+            pubkey = ContactCard.parse(wanted).public_key.hex
+        except InvalidInput:
+            raise InvalidInput(
+                "no contact by that name; give a contact's name, npub or nprofile"
+            ) from None
+        for contact in contacts:
+            if contact.pubkey == pubkey:
+                return contact
+        raise InvalidInput("that address is not one of your contacts; add it first")
+
+    async def safety_number(self, pubkey: str) -> dict[str, Any]:
+        contact = await self._db(self.store.get_contact, pubkey)
+        if contact is None:
+            raise InvalidInput("no such contact")
+        number, qr = self.channel.safety_number(PublicKey.from_hex(pubkey))
+        devices = await self._db(self.store.devices, pubkey)
+        return {
+            "pubkey": pubkey,
+            "safety_number": number,
+            "qr_payload": qr.hex(),
+            "verified": contact.verified == number,
+            "previously_verified": contact.verified is not None and contact.verified != number,
+            "devices": [d.device_id for d in devices],
+            "forward_secret": not contact.nip17_only,
+        }
+
+    async def mark_verified(self, pubkey: str, verified: bool = True) -> dict[str, Any]:
+        info = await self.safety_number(pubkey)
+        contact = await self._db(self.store.get_contact, pubkey)
+        assert contact is not None
+        contact.verified = info["safety_number"] if verified else None
+        await self._commit(lambda store: store.upsert_contact(contact))
+        return await self.safety_number(pubkey)
+
+    # -- sending -----------------------------------------------------------------------
+
+    def _next_sent_at(self) -> int:
+        """The sender's clock in ms, strictly increasing so that order is never a tie."""
+        sent_at = max(_now_ms(), self._last_sent_at + 1)
+        self._last_sent_at = sent_at
+        return sent_at
+
+    async def send_text(self, pubkey: str, body: str, reply_to: str | None = None) -> MessageRow:
+        """Persist, seal and queue a text (or a reply); returns once it is durable."""
+        contact = await self._db(self.store.get_contact, pubkey)
+        if contact is None:
+            raise InvalidInput("that address is not one of your contacts; add it first")
+        if contact.state == "blocked":
+            raise InvalidInput("this contact is blocked; unblock them to send")
+        sent_at = self._next_sent_at()
+        message_id = new_message_id(self._rng)
+        try:
+            message: AppMessage = (
+                Reply(message_id, sent_at, body, reply_to)
+                if reply_to is not None
+                else Text(message_id, sent_at, body)
+            )
+        except LocalProtocolError as exc:
+            raise InvalidInput(str(exc)) from None
+        return await self._send(contact, message, store_row=True)
+
+    async def react(self, message_id: str, emoji: str) -> MessageRow:
+        row = await self._message(message_id)
+        contact = await self._contact_for(row)
+        try:
+            reaction = Reaction(new_message_id(self._rng), self._next_sent_at(), row.id, emoji)
+        except LocalProtocolError as exc:
+            raise InvalidInput(str(exc)) from None
+        reactions = dict(row.reactions or {})
+        if emoji:
+            reactions[self.pubkey] = emoji
+        else:
+            reactions.pop(self.pubkey, None)
+        row.reactions = reactions
+        await self._send(contact, reaction, effect=lambda store: store.update_message(row))
+        self._emit({"type": "message", "message": message_json(row)})
+        return row
+
+    async def edit(self, message_id: str, body: str) -> MessageRow:
+        row = await self._message(message_id)
+        if not row.outgoing or row.deleted:
+            raise InvalidInput("only your own messages can be edited")
+        contact = await self._contact_for(row)
+        if contact.nip17_only:
+            raise InvalidInput("messages to NIP-17 contacts cannot be edited")
+        try:
+            edit = Edit(new_message_id(self._rng), self._next_sent_at(), row.id, body)
+        except LocalProtocolError as exc:
+            raise InvalidInput(str(exc)) from None
+        row.body, row.edited_at = body, edit.sent_at
+        await self._send(contact, edit, effect=lambda store: store.update_message(row))
+        self._emit({"type": "message", "message": message_json(row)})
+        return row
+
+    async def delete(self, message_id: str) -> MessageRow:
+        row = await self._message(message_id)
+        if not row.outgoing:
+            raise InvalidInput("only your own messages can be deleted for everyone")
+        contact = await self._contact_for(row)
+        deletion = Delete(new_message_id(self._rng), self._next_sent_at(), row.id)
+        row.body, row.deleted = "", True
+        await self._send(contact, deletion, effect=lambda store: store.update_message(row))
+        self._emit({"type": "message", "message": message_json(row)})
+        return row
+
+    async def _message(self, message_id: str) -> MessageRow:
+        row = await self._db(self.store.get_message, message_id)
+        if row is None:
+            raise InvalidInput("no such message")
+        return row
+
+    async def _contact_for(self, row: MessageRow) -> ContactRow:
+        contact = await self._db(self.store.get_contact, row.conversation)
+        if contact is None or contact.state == "blocked":
+            raise InvalidInput("that conversation's contact is gone or blocked")
+        return contact
+
+    async def _targets(self, contact: ContactRow) -> list[str]:
+        """Where a contact reads mail: their inbox relays, else their hints, else ours."""
+        return list(contact.relays) or await self.own_relays()
+
+    async def _send(
+        self,
+        contact: ContactRow,
+        message: AppMessage,
+        *,
+        store_row: bool = False,
+        effect: Callable[[NodeStore], Any] | None = None,
+    ) -> MessageRow:
+        now = int(self._clock())
+        targets = await self._targets(contact)
+        outbox: list[OutboxRow] = []
+        writes: list[Callable[[NodeStore], Any]] = []
+        row_id = message.id
+        forward_secret = not contact.nip17_only
+        if contact.nip17_only:
+            if now - contact.bundle_checked_at > _RECHECK_BUNDLES:
+                # they may have started X Chat since: later messages become forward-secret
+                contact.bundle_checked_at = now
+                self._tasks.append(asyncio.create_task(self.refresh_contact(contact.pubkey)))
+            rumor, to_peer, _to_self = self.channel.seal_nip17(
+                PublicKey.from_hex(contact.pubkey), message, now, self._rng
+            )
+            row_id = rumor.id
+            outbox.append(_outbox_row(row_id, contact.pubkey, to_peer, targets, now))
+        else:
+            sessions = self._sending_sessions(contact.pubkey)
+            for session in sessions:
+                event = self.channel.seal(session, message, now, self._rng)
+                writes.append(self._session_write(session))
+                outbox.append(_outbox_row(row_id, contact.pubkey, event, targets, now))
+            if not sessions:  # no device known yet: sealed later, once a bundle is found
+                unsealed = _outbox_row(row_id, contact.pubkey, None, targets, now)
+                unsealed.event = orjson.dumps(
+                    {"pending": True, "message": _encode(message)}
+                ).decode()
+                outbox.append(unsealed)
+        row = MessageRow(
+            id=row_id,
+            conversation=contact.pubkey,
+            outgoing=True,
+            sender=self.pubkey,
+            type=message.type,
+            body=getattr(message, "body", ""),
+            sent_at=message.sent_at,
+            received_at=_now_ms(),
+            state="queued",
+            forward_secret=forward_secret,
+            reply_to=getattr(message, "reply_to", None),
+        )
+
+        def apply(store: NodeStore) -> None:
+            for write in writes:
+                write(store)
+            if store_row:
+                store.insert_message(row)
+            if effect is not None:
+                effect(store)
+            for item in outbox:
+                store.add_outbox(item)
+
+        await self._commit(apply)
+        if store_row:
+            self._emit({"type": "message", "message": message_json(row)})
+        for item in outbox:
+            if item.state == "pending":
+                self._spawn_publish(item)
+        if any(item.state == "unsealed" for item in outbox):
+            self._wake_outbox.set()
+        return row
+
+    def _sending_sessions(self, pubkey: str) -> list[Session]:
+        """One session per peer device: the newest."""
+        chosen: dict[str, Session] = {}
+        for session in self.channel.sessions_with(PublicKey.from_hex(pubkey)):
+            chosen.setdefault(session.peer.curve25519, session)
+        return list(chosen.values())
+
+    def _session_write(self, session: Session) -> Callable[[NodeStore], None]:
+        row = SessionRow(
+            session.session_id,
+            session.peer.identity.hex,
+            session.peer.curve25519,
+            session.to_record(self._storage_key, self._rng),
+            int(self._clock()),
+        )
+        return lambda store: store.save_session(row)
+
+    async def retry(self, message_id: str) -> MessageRow:
+        """Send a failed message again."""
+        row = await self._message(message_id)
+        if row.state != "failed":
+            raise InvalidInput("only failed messages can be retried")
+        now = int(self._clock())
+        rows = await self._db(self.store.outbox_for, message_id)
+
+        def apply(store: NodeStore) -> None:
+            for item in rows:
+                if item.state == "failed":
+                    item.state = "pending" if _is_sealed(item) else "unsealed"
+                    item.attempts = 0
+                    item.next_attempt_at = now
+                    item.last_error = ""
+                    store.update_outbox(item)
+            store.set_state(message_id, "queued")
+
+        await self._commit(apply)
+        row.state, row.state_detail = "queued", ""
+        self._emit({"type": "state", "id": message_id, "state": "queued", "detail": ""})
+        self._wake_outbox.set()
+        return row
+
+    # -- the outbox ----------------------------------------------------------------------
+
+    def _spawn_publish(self, item: OutboxRow) -> None:
+        if item.id in self._in_flight:
+            return
+        self._in_flight.add(item.id)
+        task = asyncio.create_task(self._publish(item))
+        task.add_done_callback(lambda _: self._in_flight.discard(item.id))
+
+    async def _publish(self, item: OutboxRow) -> None:
+        try:
+            event = parse_event(orjson.loads(item.event or ""))
+        except (orjson.JSONDecodeError, DecodeError):
+            item.state, item.last_error = "failed", "the stored envelope is damaged"
+            await self._commit(lambda store: store.update_outbox(item))
+            return
+        remaining = [url for url in item.relays if url not in item.accepted]
+        results = await self.pool.publish(event, remaining, self.config.publish_timeout)
+        errors = []
+        for url, result in results.items():
+            if isinstance(result, PublishResult) and result.accepted:
+                item.accepted.append(url)
+            else:
+                reason = result.message if isinstance(result, PublishResult) else result
+                errors.append(f"{url}: {reason}"[:200])
+        needed = min(MIN_ACCEPTS, len(item.relays))
+        item.attempts += 1
+        message_state: tuple[str, str] | None = None
+        if len(item.accepted) >= needed > 0:
+            item.state = "done"
+            item.last_error = ""
+        elif item.attempts >= MAX_ATTEMPTS or not item.relays:
+            item.state = "failed"
+            item.last_error = "; ".join(errors) or "no relay to publish to"
+            message_state = ("failed", f"not accepted by enough relays: {item.last_error}")
+        else:
+            delay = min(RETRY_START * 2 ** (item.attempts - 1), RETRY_MAX)
+            item.next_attempt_at = int(self._clock() + delay)
+            item.last_error = "; ".join(errors)
+
+        def apply(store: NodeStore) -> tuple[str, str] | None:
+            store.update_outbox(item)
+            if item.state == "done":
+                siblings = store.outbox_for(item.message_id)
+                if all(s.state == "done" for s in siblings):
+                    accepted = sorted({url for s in siblings for url in s.accepted})
+                    detail = " ".join(accepted)
+                    if store.set_state(item.message_id, "sent", detail):
+                        return ("sent", detail)
+                return None
+            if message_state is not None and store.set_state(item.message_id, *message_state):
+                return message_state
+            return None
+
+        changed = await self._commit(apply)
+        if changed is not None:
+            if changed[0] == "sent":
+                self.stats.sent += 1
+            else:
+                self.stats.failed += 1
+            self._emit(
+                {"type": "state", "id": item.message_id, "state": changed[0], "detail": changed[1]}
+            )
+        if item.state == "pending":
+            self._wake_outbox.set()
+
+    async def _outbox_worker(self) -> None:
+        """Publish what is due: rows left by a previous run, retries, unsealed messages."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_outbox.wait(), _TICK)
+            self._wake_outbox.clear()
+            try:
+                due = await self._db(self.store.due_outbox, int(self._clock()))
+                for item in due:
+                    if item.id in self._in_flight:
+                        continue
+                    if item.state == "unsealed":
+                        await self._seal_later(item)
+                    else:
+                        self._spawn_publish(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the outbox worker failed; retrying")
+                await asyncio.sleep(_TICK)
+
+    async def _seal_later(self, item: OutboxRow) -> None:
+        """A message queued before we knew any device of the contact: look again, seal."""
+        self._in_flight.add(item.id)
+        try:
+            await self.refresh_contact(item.recipient)
+            contact = await self._db(self.store.get_contact, item.recipient)
+            sessions = self._sending_sessions(item.recipient)
+            if contact is None or (not sessions and not contact.nip17_only):
+                item.attempts += 1
+                item.last_error = "no device of this contact found on their relays yet"
+                delay = min(RETRY_START * 2 ** (item.attempts - 1), RETRY_MAX)
+                item.next_attempt_at = int(self._clock() + delay)
+                state = None
+                if item.attempts >= MAX_ATTEMPTS:
+                    item.state = "failed"
+                    state = ("failed", item.last_error)
+
+                def fail(store: NodeStore) -> None:
+                    store.update_outbox(item)
+                    if state is not None:
+                        store.set_state(item.message_id, *state)
+
+                await self._commit(fail)
+                if state is not None:
+                    self._emit(
+                        {
+                            "type": "state",
+                            "id": item.message_id,
+                            "state": state[0],
+                            "detail": state[1],
+                        }
+                    )
+                return
+            from xchat.core.message import decode_app_message
+
+            message = decode_app_message(orjson.loads(item.event or "")["message"])
+            now = int(self._clock())
+            targets = await self._targets(contact)
+            writes: list[Callable[[NodeStore], Any]] = []
+            rows: list[OutboxRow] = []
+            if contact.nip17_only:
+                _r, to_peer, _s = self.channel.seal_nip17(
+                    PublicKey.from_hex(contact.pubkey), message, now, self._rng
+                )
+                rows.append(_outbox_row(item.message_id, contact.pubkey, to_peer, targets, now))
+            else:
+                for session in sessions:
+                    event = self.channel.seal(session, message, now, self._rng)
+                    writes.append(self._session_write(session))
+                    rows.append(_outbox_row(item.message_id, contact.pubkey, event, targets, now))
+            first, rest = rows[0], rows[1:]
+            first.id = item.id
+
+            def apply(store: NodeStore) -> None:
+                for write in writes:
+                    write(store)
+                store.update_outbox(first)
+                for extra in rest:
+                    store.add_outbox(extra)
+
+            await self._commit(apply)
+        finally:
+            self._in_flight.discard(item.id)
+        for row in rows:
+            self._spawn_publish(row)
+
+    # -- receiving ----------------------------------------------------------------------
+
+    async def _on_event(self, url: str, event: Event) -> None:
+        await self._inbox.put((url, event))
+
+    async def _inbox_worker(self) -> None:
+        while True:
+            batch = [await self._inbox.get()]
+            while len(batch) < _INBOX_BATCH and not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            try:
+                await self._receive_batch([event for _, event in batch])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("receiving a batch failed")
+
+    async def _receive_batch(self, events: list[Event]) -> None:
+        ids = [e.id for e in events]
+        already = await self._db(lambda: {i for i in ids if self.store.seen(i)})
+        now = int(self._clock())
+        opened: list[Incoming] = []
+        seen_only: list[str] = []
+        keys_before = len(self.channel.sessions())
+        for event in events:
+            if event.id in already:
+                self.stats.duplicates += 1
+                continue
+            try:
+                opened.append(self.channel.open(event, now, self._rng))
+            except ReplayError:
+                self.stats.duplicates += 1
+                seen_only.append(event.id)
+            except RemoteProtocolError as exc:
+                self.stats.rejected += 1
+                name = type(exc).__name__
+                self.stats.rejected_by_error[name] = self.stats.rejected_by_error.get(name, 0) + 1
+                seen_only.append(event.id)
+        if not opened and not seen_only:
+            return
+        results = await self._commit(
+            lambda store: self._apply_incoming(store, opened, seen_only, now)
+        )
+        receipts: dict[str, list[str]] = {}
+        for kind, payload in results:
+            if kind == "receipt":
+                receipts.setdefault(payload[0], []).append(payload[1])
+            else:
+                self._emit(payload)
+        if len(self.channel.sessions()) != keys_before:
+            self._sessions_opened_since_bundle += len(self.channel.sessions()) - keys_before
+            self.pool.keys_changed()
+            if self._sessions_opened_since_bundle * 2 >= self.config.one_time_keys:
+                self._tasks.append(asyncio.create_task(self._announce()))
+        for pubkey, targets in receipts.items():
+            await self._send_receipt(pubkey, Delivered, targets)
+
+    def _apply_incoming(
+        self, store: NodeStore, opened: list[Incoming], seen_only: list[str], now: int
+    ) -> list[tuple[str, Any]]:
+        """On the store thread, in one transaction: everything the batch changes."""
+        out: list[tuple[str, Any]] = []
+        device_changed = False
+        for event_id in seen_only:
+            store.mark_seen(event_id, now)
+        for incoming in opened:
+            store.mark_seen(incoming.wrap_id, now)
+            self.stats.received += 1
+            sender = incoming.sender.hex
+            if incoming.session is not None:
+                store.save_session(
+                    SessionRow(
+                        incoming.session.session_id,
+                        sender,
+                        incoming.session.peer.curve25519,
+                        incoming.session.to_record(self._storage_key, self._rng),
+                        now,
+                    )
+                )
+            if incoming.new_session:
+                device_changed = True
+            if sender == self.pubkey:
+                continue  # our own NIP-17 copy: multi-device sync is not implemented
+            contact = store.get_contact(sender)
+            if contact is None:
+                contact = ContactRow(
+                    sender, None, "request", [], now, nip17_only=not incoming.forward_secret
+                )
+                store.upsert_contact(contact)
+                out.append(("event", {"type": "contact", "contact": contact_json(contact)}))
+            elif incoming.forward_secret and contact.nip17_only:
+                contact.nip17_only = False
+                store.upsert_contact(contact)
+            if incoming.device is not None:
+                cert = incoming.device
+                new = store.upsert_device(
+                    DeviceRow(
+                        cert.device_id,
+                        sender,
+                        cert.curve25519,
+                        orjson.dumps(cert.to_json()).decode(),
+                        now,
+                    )
+                )
+                if new and len(store.devices(sender)) > 1:
+                    out.append(
+                        (
+                            "event",
+                            {"type": "device_added", "pubkey": sender, "device": cert.device_id},
+                        )
+                    )
+            if contact.state == "blocked":
+                continue
+            out.extend(self._apply_message(store, contact, incoming))
+        if device_changed:
+            store.set_setting(
+                "device_record",
+                self.channel.device.to_record(self._storage_key, self._rng).hex(),
+            )
+        return out
+
+    def _apply_message(
+        self, store: NodeStore, contact: ContactRow, incoming: Incoming
+    ) -> list[tuple[str, Any]]:
+        message = incoming.message
+        if isinstance(message, Text | Reply):
+            return self._apply_text(store, contact, incoming, message)
+        if isinstance(message, Delivered | Read):
+            return _apply_receipt(store, incoming.sender.hex, message)
+        return _apply_effect(store, incoming.sender.hex, message)
+
+    @staticmethod
+    def _apply_text(
+        store: NodeStore, contact: ContactRow, incoming: Incoming, message: Text | Reply
+    ) -> list[tuple[str, Any]]:
+        sender = incoming.sender.hex
+        row = MessageRow(
+            id=message.id,
+            conversation=sender,
+            outgoing=False,
+            sender=sender,
+            type=message.type,
+            body=message.body,
+            sent_at=message.sent_at,
+            received_at=_now_ms(),
+            state="received",
+            forward_secret=incoming.forward_secret,
+            reply_to=message.reply_to if isinstance(message, Reply) else None,
+        )
+        if not store.insert_message(row):
+            return []
+        out: list[tuple[str, Any]] = [("event", {"type": "message", "message": message_json(row)})]
+        if contact.state == "accepted" and incoming.forward_secret:
+            out.append(("receipt", (sender, message.id)))
+        return out
+
+    # -- receipts -------------------------------------------------------------------------
+
+    async def _send_receipt(
+        self, pubkey: str, kind: type[Delivered] | type[Read], targets: list[str]
+    ) -> None:
+        contact = await self._db(self.store.get_contact, pubkey)
+        if contact is None or contact.state != "accepted" or contact.nip17_only:
+            return
+        for i in range(0, len(targets), _RECEIPT_BATCH):
+            receipt = kind(
+                new_message_id(self._rng),
+                self._next_sent_at(),
+                tuple(targets[i : i + _RECEIPT_BATCH]),
+            )
+            try:
+                await self._send(contact, receipt)
+            except XChatError as exc:
+                log.warning("a receipt could not be queued: %s", type(exc).__name__)
+
+    async def _send_pending_receipts(self, pubkey: str) -> None:
+        """After accepting a request: delivery receipts for what the stranger sent."""
+        rows = await self._db(self.store.messages, pubkey, None, _RECEIPT_BATCH)
+        ids = [r.id for r in rows if not r.outgoing and r.forward_secret]
+        if ids:
+            await self._send_receipt(pubkey, Delivered, ids)
+
+    async def mark_read(self, pubkey: str) -> list[str]:
+        """Mark a conversation read; sends a read receipt if the user allows them."""
+        ids = await self._commit(lambda store: store.mark_read(pubkey))
+        if ids and await self.read_receipts_enabled():
+            await self._send_receipt(pubkey, Read, ids)
+        if ids:
+            self._emit({"type": "read", "conversation": pubkey, "ids": ids})
+        return ids
+
+    async def read_receipts_enabled(self) -> bool:
+        return await self._db(self.store.get_setting, "read_receipts", "on") == "on"
+
+    async def set_read_receipts(self, enabled: bool) -> None:
+        value = "on" if enabled else "off"
+        await self._commit(lambda store: store.set_setting("read_receipts", value))
+
+    # -- relays -----------------------------------------------------------------------------
+
+    async def add_relay(self, url: str) -> list[str]:
+        url = normalize_relay_url(url)
+        await self._commit(lambda store: store.add_relay(url))
+        if self.embedded_relay is not None and self.embedded_relay in self.pool.reading:
+            await self.pool.remove_relay(self.embedded_relay)
+        self.pool.add_relay(url)
+        self._tasks.append(asyncio.create_task(self._announce()))
+        return await self.own_relays()
+
+    async def remove_relay(self, url: str) -> list[str]:
+        url = normalize_relay_url(url)
+        removed = await self._commit(lambda store: store.remove_relay(url))
+        if not removed:
+            raise InvalidInput("that relay is not in your list")
+        await self.pool.remove_relay(url)
+        urls = await self.own_relays()
+        for fallback in urls:
+            self.pool.add_relay(fallback)
+        self._tasks.append(asyncio.create_task(self._announce()))
+        return urls
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        """Every minute: rotate mailboxes, follow the day's epoch, forget old event ids."""
+        while True:
+            await asyncio.sleep(60)
+            now = int(self._clock())
+            changed = self.channel.rotate_mailboxes(now, self._rng)
+            if changed:
+                await self._commit(_run_all([self._session_write(s) for s in changed]))
+            keys = frozenset(self._receive_keys())
+            if keys != self._epoch_keys:
+                self._epoch_keys = keys
+                self.pool.keys_changed()
+            await self._commit(
+                functools.partial(NodeStore.forget_seen, older_than=now - _SEEN_KEEP)
+            )
+
+    async def status(self) -> dict[str, Any]:
+        due = await self._db(self.store.due_outbox, 2**62)
+        return {
+            "npub": self.identity.npub,
+            "pubkey": self.pubkey,
+            "device": self.channel.device.certificate.device_id,
+            "uptime": round(self._clock() - self.started_at, 1),
+            "relays": [h.to_json() for h in self.pool.health()],
+            "embedded_relay": self.embedded_relay,
+            "outbox_pending": len(due),
+            "sessions": len(self.channel.sessions()),
+            "received": self.stats.received,
+            "rejected": self.stats.rejected,
+            "duplicates": self.stats.duplicates,
+            "sent": self.stats.sent,
+            "failed": self.stats.failed,
+        }
+
+    async def conversations(self) -> list[ConversationRow]:
+        return await self._db(self.store.conversations)
+
+    async def messages(
+        self, pubkey: str, before: tuple[int, int] | None = None, limit: int = 50
+    ) -> list[MessageRow]:
+        return await self._db(self.store.messages, pubkey, before, limit)
+
+
+def _apply_receipt(
+    store: NodeStore, sender: str, message: Delivered | Read
+) -> list[tuple[str, Any]]:
+    """Our messages that the peer's device received or read move forward."""
+    state = "delivered" if isinstance(message, Delivered) else "read"
+    out: list[tuple[str, Any]] = []
+    for target in message.targets:
+        row = store.get_message(target)
+        if row is None or not row.outgoing or row.conversation != sender:
+            continue
+        if store.set_state(target, state, row.state_detail):
+            event = {"type": "state", "id": target, "state": state, "detail": row.state_detail}
+            out.append(("event", event))
+    return out
+
+
+def _apply_effect(
+    store: NodeStore, sender: str, message: Reaction | Edit | Delete
+) -> list[tuple[str, Any]]:
+    """A reaction, edit or deletion of a message of this conversation."""
+    row = store.get_message(message.target)
+    if row is None or row.conversation != sender:
+        return []  # its target is unknown (or in another conversation): ignored
+    if isinstance(message, Reaction):
+        reactions = dict(row.reactions or {})
+        if message.emoji:
+            reactions[sender] = message.emoji
+        else:
+            reactions.pop(sender, None)
+        row.reactions = reactions
+    elif row.outgoing or row.deleted:
+        return []  # only the author edits or deletes a message
+    elif isinstance(message, Edit):
+        row.body, row.edited_at = message.body, message.sent_at
+    else:
+        row.body, row.deleted = "", True
+    store.update_message(row)
+    return [("event", {"type": "message", "message": message_json(row)})]
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if len(name) > 64 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidInput("a contact name has at most 64 printable characters")
+    return name
+
+
+def _is_sealed(item: OutboxRow) -> bool:
+    return item.event is not None and not item.event.startswith('{"pending"')
+
+
+def _encode(message: AppMessage) -> dict[str, Any]:
+    from xchat.core.message import encode_app_message
+
+    return encode_app_message(message)
+
+
+def _outbox_row(
+    message_id: str, recipient: str, event: Event | None, relays: list[str], now: int
+) -> OutboxRow:
+    return OutboxRow(
+        id=0,
+        message_id=message_id,
+        recipient=recipient,
+        event=event.to_json().decode() if event is not None else None,
+        relays=list(relays),
+        accepted=[],
+        state="pending" if event is not None else "unsealed",
+        attempts=0,
+        next_attempt_at=now,
+        last_error="",
+        created_at=now,
+    )
+
+
+def _run_all(writes: list[Callable[[NodeStore], Any]]) -> Callable[[NodeStore], None]:
+    def apply(store: NodeStore) -> None:
+        for write in writes:
+            write(store)
+
+    return apply
+
+
+def _device_upsert(row: DeviceRow) -> Callable[[NodeStore], bool]:
+    return lambda store: store.upsert_device(row)
+
+
+def contact_json(contact: ContactRow) -> dict[str, Any]:
+    """The API's view of a contact (docs/api.md)."""
+    card = ContactCard.create(PublicKey.from_hex(contact.pubkey), tuple(contact.relays[:3]))
+    return {
+        "pubkey": contact.pubkey,
+        "npub": card.npub,
+        "nprofile": card.nprofile,
+        "name": contact.name,
+        "state": contact.state,
+        "relays": contact.relays,
+        "forward_secret": not contact.nip17_only,
+        "verified": contact.verified is not None,
+        "created_at": contact.created_at,
+    }

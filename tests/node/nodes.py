@@ -1,0 +1,192 @@
+"""X Chat nodes as real processes (``xchat up``) on 127.0.0.1, and a client for their API.
+
+A node's home is created in the test process with a cheap Argon2id setting (the real
+one costs 128 MiB and about a second); the node itself runs as ``python -m xchat up``
+with the passphrase in its environment, exactly as a user would run it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xchat.cli.client import NodeClient
+from xchat.core.identity import Identity
+from xchat.crypto.keystore import KdfParams
+from xchat.home import Home
+
+from tests.relay.conftest import RelayProcess, start_relay
+
+FAST_KDF = KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
+PASSPHRASE = "correct horse battery"
+
+
+def make_home(path: Path, relays: tuple[str, ...] = ()) -> Home:
+    home = Home(path)
+    home.create(
+        Identity.generate(os.urandom), PASSPHRASE, int(time.time()), os.urandom, relays, FAST_KDF
+    )
+    return home
+
+
+@dataclass
+class NodeProcess:
+    """A running ``xchat up`` for one home."""
+
+    home: Home
+    relays: tuple[str, ...]
+    process: subprocess.Popen[str] | None = None
+    login_url: str = ""
+    output: list[str] = field(default_factory=list)
+
+    def start(self, timeout: float = 60) -> NodeProcess:
+        args = [
+            sys.executable,
+            "-m",
+            "xchat",
+            "--home",
+            str(self.home.path),
+            "up",
+            "--no-browser",
+            "--port",
+            "0",
+        ]
+        for url in self.relays:
+            args += ["--relay", url]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
+        env["XCHAT_PASSPHRASE"] = PASSPHRASE
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            found = re.search(r"Open X Chat Web: (\S+)", line)
+            if found:
+                self.login_url = found.group(1)
+                return self
+        self.process.kill()
+        raise RuntimeError("the node did not start:\n" + "".join(self.output))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(timeout)
+        if self.process.stdout is not None:
+            rest = self.process.stdout.read()
+            if rest:
+                self.output.append(rest)
+            self.process.stdout.close()
+        if sig == signal.SIGKILL:
+            (self.home.path / "node.json").unlink(missing_ok=True)
+        return code
+
+    @property
+    def api(self) -> NodeClient:
+        return NodeClient(self.home)
+
+    @property
+    def pubkey(self) -> str:
+        return self.home.card().public_key.hex
+
+    @property
+    def npub(self) -> str:
+        return self.home.card().npub
+
+    def card(self) -> str:
+        """This node's nprofile with its inbox relays as hints."""
+        identity = self.api.call("GET", "/api/identity")
+        return str(identity["nprofile"])
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.api.call(method, path, body)
+
+    def messages(self, peer: str, limit: int = 500) -> list[dict[str, Any]]:
+        """The conversation with ``peer``, oldest first."""
+        rows = self.call("GET", f"/api/conversations/{peer}/messages?limit={limit}")
+        return list(reversed(rows))
+
+    def send(self, peer: str, text: str) -> dict[str, Any]:
+        return dict(self.call("POST", f"/api/conversations/{peer}/messages", {"text": text}))
+
+    def add(self, other: NodeProcess, name: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"address": other.card()}
+        if name:
+            body["name"] = name
+        return dict(self.call("POST", "/api/contacts", body))
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.call("GET", "/api/status"))
+
+    def stream_url(self) -> str:
+        client = self.api
+        query = urllib.parse.urlencode({"token": client.token})
+        return client.url.replace("http://", "ws://") + "/api/stream?" + query
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+    started: list[NodeProcess] = []
+    count = [0]
+
+    def factory(relays: tuple[str, ...] = (), start: bool = True) -> NodeProcess:
+        count[0] += 1
+        home = make_home(tmp_path / f"node{count[0]}")
+        node = NodeProcess(home, relays)
+        started.append(node)
+        return node.start() if start else node
+
+    yield factory
+    for node in started:
+        if node.process is not None and node.process.poll() is None:
+            node.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def relays(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
+    """Start relay processes: ``relays(db=None, port=0)``; all killed at the end."""
+    started: list[RelayProcess] = []
+    count = [0]
+
+    def factory(db: str | None = None, port: int = 0) -> RelayProcess:
+        count[0] += 1
+        relay = start_relay(db or str(tmp_path / f"relay{count[0]}.sqlite3"), port=port)
+        started.append(relay)
+        return relay
+
+    yield factory
+    for relay in started:
+        if relay.process.poll() is None:
+            relay.stop(signal.SIGKILL)

@@ -21,12 +21,11 @@ from typing import Any
 
 import pytest
 
+from tests.relay.conftest import RelayProcess, start_relay
 from xchat.cli.client import NodeClient
 from xchat.core.identity import Identity
 from xchat.crypto.keystore import KdfParams
 from xchat.home import Home
-
-from tests.relay.conftest import RelayProcess, start_relay
 
 FAST_KDF = KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
 PASSPHRASE = "correct horse battery"

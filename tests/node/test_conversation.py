@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 
-from tests.node.nodes import NodeProcess, node_factory, relays, wait_for  # noqa: F401
+from tests.node.nodes import NodeProcess, wait_for
 from tests.relay.conftest import RelayProcess
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.node.nodes import NodeProcess, node_factory, relays, wait_for  # noqa: F401
+from tests.node.nodes import NodeProcess, wait_for
 from tests.relay.conftest import RelayProcess
 
 

@@ -56,8 +56,10 @@ _SCHEMAS: dict[str, Any] = {
             "failures": _INT,
             "accepted": _INT,
             "refused": _INT,
+            "received": _INT,
             "latency_ms": {"type": ["number", "null"]},
             "connected_since": {"type": ["number", "null"]},
+            "next_retry_at": {"type": ["number", "null"]},
         }
     ),
     "Status": _obj(

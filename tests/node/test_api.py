@@ -1,0 +1,296 @@
+"""The local API against its OpenAPI document, its guards, and the CLI on top of it."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+
+from tests.node.nodes import PASSPHRASE, NodeProcess, wait_for
+from tests.relay.conftest import RelayProcess
+from xchat.cli.client import printable
+from xchat.node import openapi
+
+
+def _raw(
+    node: NodeProcess,
+    method: str,
+    path: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    token: str | None = "default",
+) -> tuple[int, Any]:
+    client = node.api
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    if token == "default":
+        token = client.token
+    if token is not None:
+        all_headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(
+        client.url + path, data=body, method=method, headers=all_headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+class Checker:
+    """Validates responses against the schemas of the served OpenAPI document."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+
+    def check(self, path: str, method: str, status: int, body: Any) -> None:
+        operation = self.document["paths"][path][method.lower()]
+        response = operation["responses"][str(status)]
+        schema = response["content"]["application/json"]["schema"]
+        resolver_doc = {**schema, "components": self.document["components"]}
+        jsonschema.validate(body, resolver_doc, cls=jsonschema.Draft202012Validator)
+
+
+@pytest.fixture
+def pair(
+    node_factory: Callable[..., NodeProcess], relays: Callable[..., RelayProcess]
+) -> tuple[NodeProcess, NodeProcess]:
+    url = relays().url
+    return node_factory((url,)), node_factory((url,))
+
+
+def test_every_response_matches_the_openapi_document(pair: tuple[NodeProcess, NodeProcess]) -> None:
+    alice, bob = pair
+    status, document = _raw(alice, "GET", "/api/openapi.json", token=None)
+    assert status == 200
+    assert document == openapi.document()
+    check = Checker(document).check
+    jsonschema.Draft202012Validator.check_schema(document["components"]["schemas"]["Message"])
+
+    def call(method: str, path: str, template: str, body: Any = None, expect: int = 200) -> Any:
+        code, answer = _raw(
+            alice, method, path, body=orjson.dumps(body) if body is not None else None
+        )
+        assert code == expect, answer
+        check(template, method, code, answer)
+        return answer
+
+    peer = bob.pubkey
+    call("GET", "/api/identity", "/api/identity")
+    call("GET", "/api/status", "/api/status")
+    call("POST", "/api/contacts", "/api/contacts", {"address": bob.card(), "name": "Bob"}, 201)
+    call("GET", "/api/contacts", "/api/contacts")
+    call("PATCH", f"/api/contacts/{peer}", "/api/contacts/{pubkey}", {"name": "Bobby"})
+    call("GET", f"/api/contacts/{peer}/safety-number", "/api/contacts/{pubkey}/safety-number")
+    verified = call(
+        "POST", f"/api/contacts/{peer}/verify", "/api/contacts/{pubkey}/verify", {"verified": True}
+    )
+    assert verified["verified"] is True
+    sent = call(
+        "POST",
+        f"/api/conversations/{peer}/messages",
+        "/api/conversations/{pubkey}/messages",
+        {"text": "hi"},
+        201,
+    )
+    reply = call(
+        "POST",
+        f"/api/conversations/{peer}/messages",
+        "/api/conversations/{pubkey}/messages",
+        {"text": "re", "reply_to": sent["id"]},
+        201,
+    )
+    assert reply["reply_to"] == sent["id"]
+    page = call(
+        "GET", f"/api/conversations/{peer}/messages?limit=1", "/api/conversations/{pubkey}/messages"
+    )
+    older = call(
+        "GET",
+        f"/api/conversations/{peer}/messages?limit=5&before_sent_at={page[0]['sent_at']}"
+        f"&before_seq={page[0]['seq']}",
+        "/api/conversations/{pubkey}/messages",
+    )
+    assert [m["id"] for m in page + older] == [reply["id"], sent["id"]]
+    call("GET", "/api/conversations", "/api/conversations")
+    call("POST", f"/api/conversations/{peer}/read", "/api/conversations/{pubkey}/read")
+    found = call("GET", "/api/search?q=HI", "/api/search")
+    assert [m["id"] for m in found] == [sent["id"]]
+    call("GET", f"/api/messages/{sent['id']}", "/api/messages/{id}")
+    edited = call("PATCH", f"/api/messages/{sent['id']}", "/api/messages/{id}", {"text": "hey"})
+    assert edited["body"] == "hey" and edited["edited_at"]
+    call(
+        "POST",
+        f"/api/messages/{sent['id']}/reactions",
+        "/api/messages/{id}/reactions",
+        {"emoji": "👍"},
+    )
+    deleted = call("DELETE", f"/api/messages/{reply['id']}", "/api/messages/{id}")
+    assert deleted["deleted"] is True and deleted["body"] == ""
+    code, _ = _raw(alice, "POST", f"/api/messages/{sent['id']}/retry")
+    assert code == 400  # only failed messages can be retried
+    call("GET", "/api/relays", "/api/relays")
+    call("GET", "/api/settings", "/api/settings")
+    assert call("PATCH", "/api/settings", "/api/settings", {"read_receipts": False}) == {
+        "read_receipts": False
+    }
+
+    # Bob sees the edit, the reaction and the deletion.
+    def bob_view() -> list[dict[str, Any]]:
+        return bob.messages(alice.pubkey)
+
+    wait_for(
+        lambda: (
+            [(m["body"], m["deleted"], m["reactions"]) for m in bob_view()]
+            == [("hey", False, {alice.pubkey: "👍"}), ("", True, {})]
+        ),
+        what="edit and delete at bob",
+    )
+    # every documented path and method is served
+    for path, methods in document["paths"].items():
+        concrete = path.replace("{pubkey}", peer).replace("{id}", sent["id"])
+        for method in methods:
+            if method == "get" and path == "/api/stream":
+                continue
+            code, _ = _raw(alice, "OPTIONS" if False else method.upper(), concrete, body=b"{}")
+            assert code not in (404, 405), (method, path)
+
+
+def test_guards_host_origin_token(pair: tuple[NodeProcess, NodeProcess]) -> None:
+    alice, _ = pair
+    assert _raw(alice, "GET", "/api/status", token=None)[0] == 401
+    assert _raw(alice, "GET", "/api/status", token="wrong")[0] == 401
+    assert _raw(alice, "GET", "/api/stream", token=None)[0] == 401
+    rebinding = _raw(alice, "GET", "/api/status", headers={"Host": "evil.example:80"})
+    assert rebinding[0] == 403 and rebinding[1]["error"]["code"] == "forbidden_host"
+    cross = _raw(
+        alice, "POST", "/api/contacts", body=b"{}", headers={"Origin": "http://evil.example"}
+    )
+    assert cross[0] == 403 and cross[1]["error"]["code"] == "forbidden_origin"
+    port = alice.api.url.rsplit(":", 1)[1]
+    same = _raw(alice, "GET", "/api/status", headers={"Origin": f"http://localhost:{port}"})
+    assert same[0] == 200
+    runtime = alice.home.path / "node.json"
+    assert stat.S_IMODE(runtime.stat().st_mode) == 0o600
+    # the login URL carries the token (that is its purpose); nothing else secret is printed
+    assert PASSPHRASE not in "".join(alice.output)
+    assert alice.home.permissions_ok()
+
+
+def test_bad_input_gets_clear_errors(pair: tuple[NodeProcess, NodeProcess]) -> None:
+    alice, bob = pair
+    cases = [
+        ("POST", "/api/contacts", b"not json", "not JSON"),
+        ("POST", "/api/contacts", b"[1]", "JSON object"),
+        ("POST", "/api/contacts", b'{"address": "npub1qqqq"}', "not a contact address"),
+        ("POST", "/api/contacts", orjson.dumps({"address": alice.npub}), "your own"),
+        ("POST", f"/api/conversations/{bob.pubkey}/messages", b'{"text": "x"}', "not one of"),
+        ("POST", f"/api/conversations/{'zz' * 32}/messages", b'{"text": "x"}', "64-hex"),
+        ("POST", "/api/contacts", b'{"address": 5}', "must be a str"),
+        ("GET", f"/api/conversations/{bob.pubkey}/messages?limit=x", None, "integers"),
+        ("POST", "/api/relays", b'{"url": "http://x"}', "not a relay address"),
+        ("POST", "/api/contacts", b"{" + b" " * 300_000 + b"}", "too large"),
+    ]
+    for method, path, body, fragment in cases:
+        code, answer = _raw(alice, method, path, body=body)
+        assert code in (400, 413), (path, answer)
+        if code == 400:
+            assert fragment.lower() in answer["error"]["message"].lower(), (fragment, answer)
+    alice.add(bob)
+    long = "x" * 40_000
+    code, answer = _raw(
+        alice,
+        "POST",
+        f"/api/conversations/{bob.pubkey}/messages",
+        body=orjson.dumps({"text": long}),
+    )
+    assert code == 400 and "longer than" in answer["error"]["message"]
+    assert alice.status()["relays"]  # the node still serves
+
+
+def _xchat(
+    node: NodeProcess, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "xchat", "--home", str(node.home.path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_is_a_thin_client(pair: tuple[NodeProcess, NodeProcess]) -> None:
+    alice, bob = pair
+    added = _xchat(alice, "contacts", "add", bob.card(), "--name", "Bob", "--json")
+    assert added.returncode == 0, added.stderr
+    assert orjson.loads(added.stdout)["name"] == "Bob"
+    assert _xchat(bob, "contacts", "add", alice.npub, "--name", "Alice").returncode == 0
+    listed = orjson.loads(_xchat(alice, "contacts", "--json").stdout)
+    assert [c["name"] for c in listed] == ["Bob"]
+    sent = _xchat(alice, "send", "Bob", "hello", "from", "the", "cli", "--json")
+    assert sent.returncode == 0, sent.stderr
+    message = orjson.loads(sent.stdout)
+    assert message["body"] == "hello from the cli" and message["state"] == "queued"
+    wait_for(
+        lambda: [m["body"] for m in bob.messages(alice.pubkey)] == ["hello from the cli"],
+        what="cli message at bob",
+    )
+    # Terminal escapes from a peer are shown escaped, never interpreted.
+    bob.send(alice.pubkey, "\x1b[2J\x1b]0;pwned\x07red\u202eevil")
+    wait_for(lambda: len(alice.messages(bob.pubkey)) == 2, what="escape message")
+    shown = _xchat(alice, "messages", "Bob")
+    assert shown.returncode == 0
+    assert "\x1b" not in shown.stdout and "\u202e" not in shown.stdout
+    assert "\\x1b[2J" in shown.stdout and "\\u202e" in shown.stdout
+    as_json = orjson.loads(_xchat(alice, "messages", bob.npub, "--json").stdout)
+    assert [m["body"] for m in as_json][0] == "hello from the cli"  # oldest first
+    status = orjson.loads(_xchat(alice, "status", "--json").stdout)
+    assert status["npub"] == alice.npub
+    verify = _xchat(alice, "verify", "Bob")
+    assert verify.returncode == 0 and "Safety number" in verify.stdout
+    relays = _xchat(alice, "relays")
+    assert "connected" in relays.stdout
+    unknown = _xchat(alice, "send", "Nobody", "hi")
+    assert unknown.returncode == 1 and "no contact by that name" in unknown.stderr
+    # chat: history, a line typed is sent
+    chat = _xchat(alice, "chat", "Bob", stdin="typed in chat\n")
+    assert chat.returncode == 0, chat.stderr
+    assert "hello from the cli" in chat.stdout and "\x1b" not in chat.stdout
+    wait_for(lambda: bob.messages(alice.pubkey)[-1]["body"] == "typed in chat", what="chat line")
+    alice.stop()
+    down = _xchat(alice, "status")
+    assert down.returncode == 1
+    assert "not running" in down.stderr and "xchat up" in down.stderr
+
+
+def test_up_without_relays_starts_an_embedded_relay(
+    node_factory: Callable[..., NodeProcess],
+) -> None:
+    node = node_factory(())
+    status = node.status()
+    embedded = status["embedded_relay"]
+    assert embedded and embedded.startswith("ws://127.0.0.1:")
+    wait_for(
+        lambda: any(r["state"] == "connected" for r in node.status()["relays"]),
+        what="connected to the embedded relay",
+    )
+    assert node.call("GET", "/api/identity")["relays"] == [embedded]
+    assert node.stop() == 0
+    assert PASSPHRASE not in "".join(node.output)
+
+
+def test_printable_escapes_controls() -> None:
+    assert printable("a\x1b[31mb\nc\u202ed") == "a\\x1b[31mb\nc\\u202ed"
+    assert printable("tab\there", multiline=False) == "tab\\x09here"

@@ -126,7 +126,8 @@ def test_every_response_matches_the_openapi_document(pair: tuple[NodeProcess, No
     assert [m["id"] for m in found] == [sent["id"]]
     call("GET", f"/api/messages/{sent['id']}", "/api/messages/{id}")
     edited = call("PATCH", f"/api/messages/{sent['id']}", "/api/messages/{id}", {"text": "hey"})
-    assert edited["body"] == "hey" and edited["edited_at"]
+    assert edited["body"] == "hey"
+    assert edited["edited_at"]
     call(
         "POST",
         f"/api/messages/{sent['id']}/reactions",
@@ -134,7 +135,8 @@ def test_every_response_matches_the_openapi_document(pair: tuple[NodeProcess, No
         {"emoji": "👍"},
     )
     deleted = call("DELETE", f"/api/messages/{reply['id']}", "/api/messages/{id}")
-    assert deleted["deleted"] is True and deleted["body"] == ""
+    assert deleted["deleted"] is True
+    assert deleted["body"] == ""
     code, _ = _raw(alice, "POST", f"/api/messages/{sent['id']}/retry")
     assert code == 400  # only failed messages can be retried
     call("GET", "/api/relays", "/api/relays")
@@ -170,11 +172,13 @@ def test_guards_host_origin_token(pair: tuple[NodeProcess, NodeProcess]) -> None
     assert _raw(alice, "GET", "/api/status", token="wrong")[0] == 401
     assert _raw(alice, "GET", "/api/stream", token=None)[0] == 401
     rebinding = _raw(alice, "GET", "/api/status", headers={"Host": "evil.example:80"})
-    assert rebinding[0] == 403 and rebinding[1]["error"]["code"] == "forbidden_host"
+    assert rebinding[0] == 403
+    assert rebinding[1]["error"]["code"] == "forbidden_host"
     cross = _raw(
         alice, "POST", "/api/contacts", body=b"{}", headers={"Origin": "http://evil.example"}
     )
-    assert cross[0] == 403 and cross[1]["error"]["code"] == "forbidden_origin"
+    assert cross[0] == 403
+    assert cross[1]["error"]["code"] == "forbidden_origin"
     port = alice.api.url.rsplit(":", 1)[1]
     same = _raw(alice, "GET", "/api/status", headers={"Origin": f"http://localhost:{port}"})
     assert same[0] == 200
@@ -212,7 +216,8 @@ def test_bad_input_gets_clear_errors(pair: tuple[NodeProcess, NodeProcess]) -> N
         f"/api/conversations/{bob.pubkey}/messages",
         body=orjson.dumps({"text": long}),
     )
-    assert code == 400 and "longer than" in answer["error"]["message"]
+    assert code == 400
+    assert "longer than" in answer["error"]["message"]
     assert alice.status()["relays"]  # the node still serves
 
 
@@ -242,7 +247,8 @@ def test_cli_is_a_thin_client(pair: tuple[NodeProcess, NodeProcess]) -> None:
     sent = _xchat(alice, "send", "Bob", "hello", "from", "the", "cli", "--json")
     assert sent.returncode == 0, sent.stderr
     message = orjson.loads(sent.stdout)
-    assert message["body"] == "hello from the cli" and message["state"] == "queued"
+    assert message["body"] == "hello from the cli"
+    assert message["state"] == "queued"
     wait_for(
         lambda: [m["body"] for m in bob.messages(alice.pubkey)] == ["hello from the cli"],
         what="cli message at bob",
@@ -252,27 +258,33 @@ def test_cli_is_a_thin_client(pair: tuple[NodeProcess, NodeProcess]) -> None:
     wait_for(lambda: len(alice.messages(bob.pubkey)) == 2, what="escape message")
     shown = _xchat(alice, "messages", "Bob")
     assert shown.returncode == 0
-    assert "\x1b" not in shown.stdout and "\u202e" not in shown.stdout
-    assert "\\x1b[2J" in shown.stdout and "\\u202e" in shown.stdout
+    assert "\x1b" not in shown.stdout
+    assert "\u202e" not in shown.stdout
+    assert "\\x1b[2J" in shown.stdout
+    assert "\\u202e" in shown.stdout
     as_json = orjson.loads(_xchat(alice, "messages", bob.npub, "--json").stdout)
-    assert [m["body"] for m in as_json][0] == "hello from the cli"  # oldest first
+    assert next(m["body"] for m in as_json) == "hello from the cli"  # oldest first
     status = orjson.loads(_xchat(alice, "status", "--json").stdout)
     assert status["npub"] == alice.npub
     verify = _xchat(alice, "verify", "Bob")
-    assert verify.returncode == 0 and "Safety number" in verify.stdout
+    assert verify.returncode == 0
+    assert "Safety number" in verify.stdout
     relays = _xchat(alice, "relays")
     assert "connected" in relays.stdout
     unknown = _xchat(alice, "send", "Nobody", "hi")
-    assert unknown.returncode == 1 and "no contact by that name" in unknown.stderr
+    assert unknown.returncode == 1
+    assert "no contact by that name" in unknown.stderr
     # chat: history, a line typed is sent
     chat = _xchat(alice, "chat", "Bob", stdin="typed in chat\n")
     assert chat.returncode == 0, chat.stderr
-    assert "hello from the cli" in chat.stdout and "\x1b" not in chat.stdout
+    assert "hello from the cli" in chat.stdout
+    assert "\x1b" not in chat.stdout
     wait_for(lambda: bob.messages(alice.pubkey)[-1]["body"] == "typed in chat", what="chat line")
     alice.stop()
     down = _xchat(alice, "status")
     assert down.returncode == 1
-    assert "not running" in down.stderr and "xchat up" in down.stderr
+    assert "not running" in down.stderr
+    assert "xchat up" in down.stderr
 
 
 def test_up_without_relays_starts_an_embedded_relay(
@@ -281,7 +293,8 @@ def test_up_without_relays_starts_an_embedded_relay(
     node = node_factory(())
     status = node.status()
     embedded = status["embedded_relay"]
-    assert embedded and embedded.startswith("ws://127.0.0.1:")
+    assert embedded
+    assert embedded.startswith("ws://127.0.0.1:")
     wait_for(
         lambda: any(r["state"] == "connected" for r in node.status()["relays"]),
         what="connected to the embedded relay",

@@ -553,3 +553,27 @@ def test_olm_message_validation(message_type: int, body: bytes) -> None:
 def test_olm_message_limits() -> None:
     assert OlmMessage(MESSAGE_NORMAL, bytes(olm.MAX_MESSAGE_BYTES)).body == bytes(65535)
     assert (MESSAGE_PRE_KEY, MESSAGE_NORMAL) == (0, 1)
+
+
+def test_chain_position_reads_the_clear_header() -> None:
+    alice, bob = OlmAccount(), OlmAccount()
+    key = next(iter(bob.new_one_time_keys(1).values()))
+    outbound = alice.outbound(bob.curve25519, key)
+    first = [outbound.encrypt(b"m") for _ in range(3)]
+    positions = [m.chain_position() for m in first]
+    assert [p[1] for p in positions if p] == [0, 1, 2]
+    assert len({p[0] for p in positions if p}) == 1  # one ratchet key, 32 bytes
+    inbound, _ = bob.inbound(alice.curve25519, first[0])
+    reply = inbound.encrypt(b"r")
+    position = reply.chain_position()
+    assert position is not None
+    assert position[1] == 0
+    assert position[0] != positions[0][0]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "body", [b"\x03", b"\x02" + b"\x00" * 20, b"\x03\x0a\xff", b"\x03\x0a\x20abc", b"\x03\x0f"]
+)
+def test_chain_position_of_garbage_is_none(body: bytes) -> None:
+    assert OlmMessage(MESSAGE_NORMAL, body).chain_position() is None
+    assert OlmMessage(MESSAGE_PRE_KEY, body).chain_position() is None

@@ -45,7 +45,13 @@ from xchat.core.session import Frame, Session, decode_frame, encode_frame
 from xchat.crypto import nip44, safety
 from xchat.crypto.keys import PublicKey, Rng, SecretKey
 from xchat.crypto.olm import MESSAGE_PRE_KEY, OlmAccount, OlmMessage
-from xchat.errors import DecodeError, DecryptionError, InvalidSignature, ReplayError
+from xchat.errors import (
+    DecodeError,
+    DecryptionError,
+    InvalidSignature,
+    RemoteProtocolError,
+    ReplayError,
+)
 from xchat.wire.b64 import b64decode, b64encode
 from xchat.wire.event import Event, Rumor
 
@@ -62,6 +68,28 @@ class _Mailbox:
     key: SecretKey
     session_id: str
     seed: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Unwrapped:
+    """A gift wrap after routing and unwrapping, before authentication."""
+
+    inner: bytes
+    obj: dict[str, Any] | None  # an X Chat envelope, or None for NIP-17
+    key: SecretKey
+    mailbox: _Mailbox | None
+    position: tuple[bytes, int] | None  # the Olm message's (ratchet key, chain index)
+
+
+def _position(obj: dict[str, Any]) -> tuple[bytes, int] | None:
+    """Where an envelope's Olm message sits in its chain, if its header parses."""
+    field = obj.get("olm")
+    if not isinstance(field, list) or len(field) != 2 or type(field[0]) is not int:
+        return None
+    try:
+        return OlmMessage(field[0], b64decode(field[1], max_bytes=65535)).chain_position()
+    except DecodeError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +256,49 @@ class Channel:
 
         ``rng`` draws the receive seed of a session that this envelope opens.
         """
+        return self._finish(self._unwrap(event, now), event, now, rng)
+
+    def open_batch(
+        self, events: list[Event], now: int, rng: Rng
+    ) -> list[tuple[Event, Incoming | RemoteProtocolError]]:
+        """Open many gift wraps, each Olm chain in order; every result or error, in the
+        order they were processed.
+
+        Relays return gift wraps in the order of their randomised timestamps, and a
+        ratchet keeps only a bounded number of skipped message keys, so a long chain
+        opened backwards would lose its oldest messages. Envelopes are therefore
+        unwrapped first and their Olm messages sorted by chain index within each
+        ratchet chain (chains stay in the order they first appear).
+        """
+        unwrapped: list[tuple[Event, _Unwrapped | RemoteProtocolError]] = []
+        for event in events:
+            try:
+                unwrapped.append((event, self._unwrap(event, now)))
+            except RemoteProtocolError as exc:
+                unwrapped.append((event, exc))
+        first: dict[bytes, int] = {}
+        keys: list[tuple[int, int]] = []
+        for i, (_, item) in enumerate(unwrapped):
+            position = item.position if isinstance(item, _Unwrapped) else None
+            if position is None:
+                keys.append((i, -1))
+            else:
+                keys.append((first.setdefault(position[0], i), position[1]))
+        order = sorted(range(len(unwrapped)), key=keys.__getitem__)
+        results: list[tuple[Event, Incoming | RemoteProtocolError]] = []
+        for i in order:
+            event, item = unwrapped[i]
+            if isinstance(item, RemoteProtocolError):
+                results.append((event, item))
+                continue
+            try:
+                results.append((event, self._finish(item, event, now, rng)))
+            except RemoteProtocolError as exc:
+                results.append((event, exc))
+        return results
+
+    def _unwrap(self, event: Event, now: int) -> _Unwrapped:
+        """Steps 1 and 2: route by recipient and unwrap (no state changes)."""
         recipient = recipient_of(event)
         if recipient == self.identity.hex:
             key, mailbox = self.device.identity.secret, None
@@ -243,10 +314,16 @@ class Channel:
         except orjson.JSONDecodeError:
             raise DecodeError("the gift wrap does not hold JSON") from None
         if isinstance(obj, dict) and "xchat" in obj:
-            return self._open_xchat(obj, event.id, mailbox, now, rng)
-        if key is not self.device.identity.secret:
+            return _Unwrapped(inner, obj, key, mailbox, _position(obj))
+        return _Unwrapped(inner, None, key, mailbox, None)
+
+    def _finish(self, item: _Unwrapped, event: Event, now: int, rng: Rng) -> Incoming:
+        """Steps 3 and 4: authenticate, decrypt, commit."""
+        if item.obj is not None:
+            return self._open_xchat(item.obj, event.id, item.mailbox, now, rng)
+        if item.key is not self.device.identity.secret:
             raise DecodeError("NIP-17 messages are only accepted at the identity key")
-        rumor = open_seal(inner, key, self.conversation_keys)
+        rumor = open_seal(item.inner, item.key, self.conversation_keys)
         sender = PublicKey.from_hex(rumor.pubkey)
         message = message_from_rumor(rumor)
         return Incoming(sender, message, False, None, None, False, event.id)

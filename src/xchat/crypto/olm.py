@@ -51,11 +51,78 @@ class OlmMessage:
         if not self.body or len(self.body) > MAX_MESSAGE_BYTES:
             raise DecodeError("an Olm message body is 1 to 65535 bytes")
 
+    def chain_position(self) -> tuple[bytes, int] | None:
+        """The ratchet key and chain index in the message's clear header, or None.
+
+        Only for putting messages of one chain in order before decrypting them
+        (vodozemac keeps a bounded number of skipped message keys, so a long chain
+        received backwards would lose its oldest messages). Never used for trust: the
+        values are unauthenticated until decryption succeeds.
+
+        Format (libolm/vodozemac, version 3): a version byte, then protobuf fields;
+        a normal message has field 1 = ratchet key (bytes) and field 2 = chain index
+        (varint); a pre-key message carries the normal message as field 4.
+        """
+        body = self.body
+        if self.type == MESSAGE_PRE_KEY:
+            fields = _protobuf_fields(body)
+            inner = fields.get(4) if fields is not None else None
+            if not isinstance(inner, bytes):
+                return None
+            body = inner
+        fields = _protobuf_fields(body, mac_bytes=8)
+        if fields is None:
+            return None
+        ratchet, index = fields.get(1), fields.get(2)
+        if not isinstance(ratchet, bytes) or not isinstance(index, int):
+            return None
+        return ratchet, index
+
     def _native(self) -> vodozemac.AnyOlmMessage:
         try:
             return vodozemac.AnyOlmMessage.from_parts(self.type, self.body)
         except (vodozemac.DecodeException, ValueError):
             raise DecodeError("the Olm message does not decode") from None
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    value, shift = 0, 0
+    while pos < len(data) and shift <= 63:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    return None
+
+
+def _protobuf_fields(data: bytes, mac_bytes: int = 0) -> dict[int, bytes | int] | None:
+    """Fields of an Olm message after its version byte (None if it does not parse)."""
+    if len(data) < 1 + mac_bytes or data[0] != 3:
+        return None
+    end = len(data) - mac_bytes
+    pos = 1
+    fields: dict[int, bytes | int] = {}
+    while pos < end:
+        tag = _varint(data, pos)
+        if tag is None:
+            return None
+        key, pos = tag
+        number, wire = key >> 3, key & 7
+        value = _varint(data, pos)
+        if value is None:
+            return None
+        if wire == 0:
+            fields[number], pos = value
+        elif wire == 2:
+            length, pos = value
+            if pos + length > end:
+                return None
+            fields[number], pos = data[pos : pos + length], pos + length
+        else:
+            return None
+    return fields
 
 
 def _check_unpadded(b64: object, what: str) -> None:

@@ -118,6 +118,7 @@ _TICK: Final = 1.0
 _RECEIPT_BATCH: Final = 500
 #: How often a NIP-17-only contact is looked up again for X Chat devices (seconds).
 _RECHECK_BUNDLES: Final = 600
+_CURSOR_SAVE_EVERY: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,7 @@ class Node:
         self._last_sent_at = 0
         self._sessions_opened_since_bundle = 0
         self._epoch_keys: frozenset[str] = frozenset()
+        self._cursors_saved: dict[str, int] = {}
         self.stats = _Stats()
         self.started_at = 0.0
         self.embedded_relay: str | None = None
@@ -301,6 +303,12 @@ class Node:
         return lambda store: store.set_setting("device_record", record)
 
     def _store_cursor(self, url: str, value: int) -> None:
+        """Remember how far a relay was read, at most every few seconds (each write is a
+        commit). Readers look CURSOR_SLACK behind it anyway, so a stale cursor loses
+        nothing: it only re-reads events that de-duplication then drops."""
+        if value - self._cursors_saved.get(url, 0) < _CURSOR_SAVE_EVERY:
+            return
+        self._cursors_saved[url] = value
         self._executor.submit(self.store.set_setting, f"cursor:{url}", str(value))
 
     def _load_cursor(self, url: str) -> int | None:
@@ -958,32 +966,61 @@ class Node:
             except Exception:
                 log.exception("receiving a batch failed")
 
-    async def _receive_batch(self, events: list[Event]) -> None:
+    async def _open_events(self, events: list[Event], now: int) -> tuple[list[Incoming], list[str]]:
+        """Open what was not seen before: the messages, and the ids of envelopes that
+        are duplicates or bad (to be marked seen; they are never opened again)."""
         ids = [e.id for e in events]
         already = await self._db(lambda: {i for i in ids if self.store.seen(i)})
-        now = int(self._clock())
         opened: list[Incoming] = []
         seen_only: list[str] = []
-        keys_before = len(self.channel.sessions())
+        fresh = []
         for event in events:
             if event.id in already:
                 self.stats.duplicates += 1
+            else:
+                fresh.append(event)
+        for event, result in self.channel.open_batch(fresh, now, self._rng):
+            if isinstance(result, Incoming):
+                opened.append(result)
                 continue
-            try:
-                opened.append(self.channel.open(event, now, self._rng))
-            except ReplayError:
+            seen_only.append(event.id)
+            if isinstance(result, ReplayError):
                 self.stats.duplicates += 1
-                seen_only.append(event.id)
-            except RemoteProtocolError as exc:
+            else:
                 self.stats.rejected += 1
-                name = type(exc).__name__
+                name = type(result).__name__
                 self.stats.rejected_by_error[name] = self.stats.rejected_by_error.get(name, 0) + 1
-                seen_only.append(event.id)
+        return opened, seen_only
+
+    async def _receive_batch(self, events: list[Event]) -> None:
+        now = int(self._clock())
+        keys_before = len(self.channel.sessions())
+        opened, seen_only = await self._open_events(events, now)
         if not opened and not seen_only:
             return
-        results = await self._commit(
-            lambda store: self._apply_incoming(store, opened, seen_only, now)
-        )
+        # Olm state is pickled here, on the loop thread that owns it, never in the store
+        # thread: vodozemac objects must not be used from two threads at once.
+        sessions: dict[str, SessionRow] = {}
+        for incoming in opened:
+            if incoming.session is not None:
+                session = incoming.session
+                sessions[session.session_id] = SessionRow(
+                    session.session_id,
+                    session.peer.identity.hex,
+                    session.peer.curve25519,
+                    session.to_record(self._storage_key, self._rng),
+                    now,
+                )
+        device_write = self._device_write() if any(i.new_session for i in opened) else None
+
+        def apply(store: NodeStore) -> list[tuple[str, Any]]:
+            for row in sessions.values():
+                store.save_session(row)
+            if device_write is not None:
+                device_write(store)
+            return self._apply_incoming(store, opened, seen_only, now)
+
+        results = await self._commit(apply)
         receipts: dict[str, list[str]] = {}
         for kind, payload in results:
             if kind == "receipt":
@@ -1001,27 +1038,15 @@ class Node:
     def _apply_incoming(
         self, store: NodeStore, opened: list[Incoming], seen_only: list[str], now: int
     ) -> list[tuple[str, Any]]:
-        """On the store thread, in one transaction: everything the batch changes."""
+        """On the store thread, in the batch's transaction: contacts, devices, messages,
+        their effects and the seen event ids. Touches no Olm object."""
         out: list[tuple[str, Any]] = []
-        device_changed = False
         for event_id in seen_only:
             store.mark_seen(event_id, now)
         for incoming in opened:
             store.mark_seen(incoming.wrap_id, now)
             self.stats.received += 1
             sender = incoming.sender.hex
-            if incoming.session is not None:
-                store.save_session(
-                    SessionRow(
-                        incoming.session.session_id,
-                        sender,
-                        incoming.session.peer.curve25519,
-                        incoming.session.to_record(self._storage_key, self._rng),
-                        now,
-                    )
-                )
-            if incoming.new_session:
-                device_changed = True
             if sender == self.pubkey:
                 continue  # our own NIP-17 copy: multi-device sync is not implemented
             contact = store.get_contact(sender)
@@ -1055,11 +1080,6 @@ class Node:
             if contact.state == "blocked":
                 continue
             out.extend(self._apply_message(store, contact, incoming))
-        if device_changed:
-            store.set_setting(
-                "device_record",
-                self.channel.device.to_record(self._storage_key, self._rng).hex(),
-            )
         return out
 
     def _apply_message(

@@ -139,6 +139,7 @@ async def chat(client: NodeClient, contact: dict[str, Any], out: TextIO) -> int:
     out.write(f"Chat with {contact_label(contact)}. Type a message and Enter; Ctrl-D quits.\n")
     if not contact["forward_secret"]:
         out.write("This conversation is NOT forward-secret (a plain NIP-17 contact).\n")
+    ours = {m["id"] for m in history}  # state changes are shown for these only
     for message in reversed(history):
         out.write(format_message(message, names) + "\n")
     out.flush()
@@ -165,7 +166,7 @@ async def chat(client: NodeClient, contact: dict[str, Any], out: TextIO) -> int:
                     await loop.run_in_executor(
                         None, client.call, "POST", f"/api/conversations/{pubkey}/read"
                     )
-                elif event.get("type") == "state":
+                elif event.get("type") == "state" and event["id"] in ours:
                     out.write(f"  · message {event['id'][:8]} {event['state']}\n")
                     out.flush()
 
@@ -178,9 +179,10 @@ async def chat(client: NodeClient, contact: dict[str, Any], out: TextIO) -> int:
             text = line.rstrip("\n")
             if not text.strip():
                 continue
-            await loop.run_in_executor(
+            sent = await loop.run_in_executor(
                 None, client.call, "POST", f"/api/conversations/{pubkey}/messages", {"text": text}
             )
+            ours.add(sent["id"])
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -27,7 +27,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from xchat.core.identity import ContactCard
-from xchat.errors import InvalidInput, LocalProtocolError, XChatError
+from xchat.errors import InvalidInput, KeystoreError, LocalProtocolError, XChatError
 from xchat.node import openapi
 from xchat.node.service import Node, contact_json, message_json
 from xchat.store.node import ConversationRow
@@ -102,6 +102,17 @@ def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True
     return value
 
 
+def _status_of(exc: XChatError) -> tuple[int, str]:
+    """The HTTP status and error code for an X Chat error."""
+    if isinstance(exc, InvalidInput):
+        return 400, "invalid_input"
+    if isinstance(exc, LocalProtocolError):
+        return 409, "conflict"
+    if isinstance(exc, KeystoreError):
+        return 500, "store_error"
+    return 502, "remote_error"
+
+
 class Api:
     """Routes bound to one node; see the module docstring."""
 
@@ -124,8 +135,9 @@ class Api:
         if origin is not None and origin.removeprefix("http://") not in self._allowed_hosts():
             return _error(403, "forbidden_origin", "cross-site requests are refused")
         if request.path.startswith("/api/") and request.path not in _PUBLIC:
-            supplied = request.headers.get("Authorization", "").removeprefix("Bearer ")
-            if request.path == "/api/stream" and not supplied:
+            header = request.headers.get("Authorization", "")
+            supplied = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
+            if request.path == "/api/stream" and not header:
                 supplied = request.query.get("token", "")
             if not hmac.compare_digest(supplied.encode(), self.token.encode()):
                 return _error(401, "unauthorized", "a valid bearer token is required")
@@ -139,17 +151,15 @@ class Api:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            if exc.status >= 400:
-                return _error(
-                    exc.status, "not_found" if exc.status == 404 else "http_error", exc.reason
-                )
-            raise
-        except InvalidInput as exc:
-            return _error(400, "invalid_input", str(exc))
-        except LocalProtocolError as exc:
-            return _error(409, "conflict", str(exc))
+            if exc.status < 400:
+                raise
+            code = "not_found" if exc.status == 404 else "http_error"
+            return _error(exc.status, code, exc.reason)
         except XChatError as exc:
-            return _error(502, "remote_error", str(exc))
+            status, code = _status_of(exc)
+            if status == 500:
+                log.error("the node database failed: %s", type(exc).__name__)
+            return _error(status, code, str(exc))
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -297,7 +307,7 @@ class Api:
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
         await ws.prepare(request)
         async with self.node.subscribe() as queue:
-            await ws.send_bytes(orjson.dumps({"type": "hello", "api_version": API_VERSION}))
+            await ws.send_str(orjson.dumps({"type": "hello", "api_version": API_VERSION}).decode())
 
             async def drain_client() -> None:
                 async for msg in ws:

@@ -159,6 +159,11 @@ def _responses(code: str, schema: dict[str, Any], description: str) -> dict[str,
         "400": {"description": "invalid input", "content": _error_content()},
         "401": {"description": "missing or wrong bearer token", "content": _error_content()},
         "403": {"description": "wrong Host or Origin", "content": _error_content()},
+        "404": {"description": "no such resource", "content": _error_content()},
+        "409": {"description": "not possible in the current state", "content": _error_content()},
+        "413": {"description": "request body too large", "content": _error_content()},
+        "500": {"description": "the local database failed", "content": _error_content()},
+        "502": {"description": "a relay or peer failed", "content": _error_content()},
     }
 
 

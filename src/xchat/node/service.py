@@ -49,10 +49,11 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
-from xchat.core.channel import Channel, Incoming
+from xchat.core.channel import MAX_LOOKBACK, Channel, Incoming
 from xchat.core.device import KIND_DEVICE_BUNDLE, DeviceBundle, LocalDevice
-from xchat.core.events import sign_event
+from xchat.core.events import sign_event, verify_event
 from xchat.core.identity import ContactCard
+from xchat.core.mailbox import EPOCH_SECONDS, LIVE_LOOKBACK
 from xchat.core.message import (
     AppMessage,
     Delete,
@@ -62,6 +63,7 @@ from xchat.core.message import (
     Read,
     Reply,
     Text,
+    decode_app_message,
     new_message_id,
 )
 from xchat.core.session import Session
@@ -212,6 +214,8 @@ class Node:
         self._sessions_opened_since_bundle = 0
         self._epoch_keys: frozenset[str] = frozenset()
         self._cursors_saved: dict[str, int] = {}
+        #: Days of mailbox keys to read: more after the node was off for days.
+        self._lookback = LIVE_LOOKBACK
         self.stats = _Stats()
         self.started_at = 0.0
         self.embedded_relay: str | None = None
@@ -245,6 +249,10 @@ class Node:
             except XChatError:
                 log.error("a stored session could not be opened; it is skipped")
         self.channel = Channel(device, sessions)
+        last = await self._db(self.store.get_setting, "last_online")
+        if last is not None and last.isdigit():
+            offline_days = max(0, int(self.started_at) - int(last)) // EPOCH_SECONDS
+            self._lookback = min(MAX_LOOKBACK, LIVE_LOOKBACK + offline_days + 1)
         for url in (*self.config.relays, *relays):
             await self._db(self.store.add_relay, normalize_relay_url(url))
         self._tasks.append(asyncio.create_task(self._committer(), name="node-commit"))
@@ -281,6 +289,9 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if hasattr(self, "channel"):
+            now = str(int(self._clock()))
+            self._commit(functools.partial(NodeStore.set_setting, key="last_online", value=now))
         if self._jobs:
             await self._db(self._run_jobs, self._take_jobs())
         await self._db(self.store.close)
@@ -316,7 +327,7 @@ class Node:
         return int(value) if value is not None and value.isdigit() else None
 
     def _receive_keys(self) -> dict[str, SecretKey]:
-        return self.channel.receive_keys(int(self._clock()))
+        return self.channel.receive_keys(int(self._clock()), self._lookback)
 
     # -- group commit -------------------------------------------------------------
 
@@ -477,20 +488,7 @@ class Node:
             timeout=self.config.publish_timeout,
         )
         now = int(self._clock())
-        inbox = [e for e in events if e.kind == KIND_INBOX_RELAYS and e.pubkey == pubkey]
-        relays = list(contact.relays)
-        if inbox:
-            newest = max(inbox, key=lambda e: e.created_at)
-            with contextlib.suppress(RemoteProtocolError):
-                from xchat.core.events import verify_event
-
-                verify_event(newest)
-                listed = []
-                for value in newest.tag_values("relay")[:_MAX_INBOX_RELAYS]:
-                    with contextlib.suppress(InvalidInput):
-                        listed.append(normalize_relay_url(value))
-                if listed:
-                    relays = listed
+        relays = _inbox_relays(events, pubkey) or list(contact.relays)
         bundles: dict[str, DeviceBundle] = {}
         for event in events:
             if event.kind != KIND_DEVICE_BUNDLE or event.pubkey != pubkey:
@@ -551,7 +549,11 @@ class Node:
         await self._commit(lambda store: store.upsert_contact(contact))
         self._emit({"type": "contact", "contact": contact_json(contact)})
         if previous == "request" and contact.state == "accepted":
+            # where do they read their mail? (their relays, not ours, carry the replies)
+            await self.refresh_contact(pubkey)
             await self._send_pending_receipts(pubkey)
+            refreshed = await self._db(self.store.get_contact, pubkey)
+            return refreshed or contact
         return contact
 
     async def find_contact(self, text: str) -> ContactRow:
@@ -916,9 +918,20 @@ class Node:
                         }
                     )
                 return
-            from xchat.core.message import decode_app_message
-
             message = decode_app_message(orjson.loads(item.event or "")["message"])
+            if contact.nip17_only and isinstance(message, Edit | Delivered | Read):
+                item.state, item.last_error = "failed", "NIP-17 contacts cannot receive this"
+                reason = ("failed", item.last_error)
+                await self._commit(_fail_outbox(item, reason))
+                self._emit(
+                    {
+                        "type": "state",
+                        "id": item.message_id,
+                        "state": "failed",
+                        "detail": item.last_error,
+                    }
+                )
+                return
             now = int(self._clock())
             targets = await self._targets(contact)
             writes: list[Callable[[NodeStore], Any]] = []
@@ -1199,6 +1212,9 @@ class Node:
             await self._commit(
                 functools.partial(NodeStore.forget_seen, older_than=now - _SEEN_KEEP)
             )
+            await self._commit(
+                functools.partial(NodeStore.set_setting, key="last_online", value=str(now))
+            )
 
     async def status(self) -> dict[str, Any]:
         due = await self._db(self.store.due_outbox, 2**62)
@@ -1267,6 +1283,29 @@ def _apply_effect(
     return [("event", {"type": "message", "message": message_json(row)})]
 
 
+def _inbox_relays(events: list[Event], pubkey: str) -> list[str]:
+    """The relays of ``pubkey``'s newest validly signed inbox relay list (kind 10050)."""
+    valid = []
+    for event in events:
+        if event.kind != KIND_INBOX_RELAYS or event.pubkey != pubkey:
+            continue
+        try:
+            verify_event(event)
+        except RemoteProtocolError:
+            continue  # a forged list must not hide the real one
+        valid.append(event)
+    if not valid:
+        return []
+    newest = max(valid, key=lambda e: (e.created_at, e.id))
+    listed: list[str] = []
+    for value in newest.tag_values("relay"):
+        with contextlib.suppress(InvalidInput):
+            url = normalize_relay_url(value)
+            if url not in listed:
+                listed.append(url)
+    return listed[:_MAX_INBOX_RELAYS]
+
+
 def _check_name(name: str) -> str:
     name = name.strip()
     if len(name) > 64 or any(ord(c) < 32 or ord(c) == 127 for c in name):
@@ -1300,6 +1339,14 @@ def _outbox_row(
         last_error="",
         created_at=now,
     )
+
+
+def _fail_outbox(item: OutboxRow, state: tuple[str, str]) -> Callable[[NodeStore], None]:
+    def apply(store: NodeStore) -> None:
+        store.update_outbox(item)
+        store.set_state(item.message_id, *state)
+
+    return apply
 
 
 def _run_all(writes: list[Callable[[NodeStore], Any]]) -> Callable[[NodeStore], None]:

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from tests.relay.conftest import RelayProcess, start_relay
 from xchat.cli.client import NodeClient
 from xchat.core.identity import Identity
 from xchat.crypto.keystore import KdfParams
@@ -49,7 +48,7 @@ class NodeProcess:
     login_url: str = ""
     output: list[str] = field(default_factory=list)
 
-    def start(self, timeout: float = 60) -> NodeProcess:
+    def start(self, timeout: float = 60, *, env_passphrase: bool = True) -> NodeProcess:
         args = [
             sys.executable,
             "-m",
@@ -64,7 +63,8 @@ class NodeProcess:
         for url in self.relays:
             args += ["--relay", url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
-        env["XCHAT_PASSPHRASE"] = PASSPHRASE
+        if env_passphrase:
+            env["XCHAT_PASSPHRASE"] = PASSPHRASE
         self.process = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
@@ -171,21 +171,3 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
     for node in started:
         if node.process is not None and node.process.poll() is None:
             node.stop(signal.SIGKILL)
-
-
-@pytest.fixture
-def relays(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
-    """Start relay processes: ``relays(db=None, port=0)``; all killed at the end."""
-    started: list[RelayProcess] = []
-    count = [0]
-
-    def factory(db: str | None = None, port: int = 0) -> RelayProcess:
-        count[0] += 1
-        relay = start_relay(db or str(tmp_path / f"relay{count[0]}.sqlite3"), port=port)
-        started.append(relay)
-        return relay
-
-    yield factory
-    for relay in started:
-        if relay.process.poll() is None:
-            relay.stop(signal.SIGKILL)

@@ -9,6 +9,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -18,6 +19,7 @@ import pytest
 from tests.node.nodes import PASSPHRASE, NodeProcess, wait_for
 from tests.relay.conftest import RelayProcess
 from xchat.cli.client import printable
+from xchat.home import Home
 from xchat.node import openapi
 
 
@@ -307,3 +309,77 @@ def test_up_without_relays_starts_an_embedded_relay(
 def test_printable_escapes_controls() -> None:
     assert printable("a\x1b[31mb\nc\u202ed") == "a\\x1b[31mb\nc\\u202ed"
     assert printable("tab\there", multiline=False) == "tab\\x09here"
+
+
+def _start_bare(path: Path, relay_url: str) -> NodeProcess:
+    """``xchat up`` with no passphrase given: X Chat Web would ask for it."""
+    node = NodeProcess(Home(path), (relay_url,))
+    node.start(env_passphrase=False)
+    return node
+
+
+def test_setup_lock_unlock_through_the_api(
+    node_factory: Callable[..., NodeProcess], relays: Callable[..., RelayProcess], tmp_path: Path
+) -> None:
+    relay = relays().url
+    node = _start_bare(tmp_path / "fresh", relay)
+    assert node.call("GET", "/api/session") == {"state": "setup", "npub": None}
+    code, answer = _raw(node, "GET", "/api/contacts")
+    assert code == 423
+    assert answer["error"]["code"] == "locked"
+    phrase = node.call("POST", "/api/setup/phrase", {})["phrase"]
+    assert len(phrase.split()) == 12
+    bad = phrase.split()
+    bad[3] = "notaword"
+    code, answer = _raw(
+        node,
+        "POST",
+        "/api/setup",
+        body=orjson.dumps({"phrase": " ".join(bad), "passphrase": PASSPHRASE}),
+    )
+    assert code == 400
+    assert "notaword" in answer["error"]["message"]
+    code, answer = _raw(
+        node, "POST", "/api/setup", body=orjson.dumps({"phrase": phrase, "passphrase": "short"})
+    )
+    assert code == 400
+    session = node.call("POST", "/api/setup", {"phrase": phrase, "passphrase": PASSPHRASE})
+    assert session["state"] == "unlocked"
+    assert session["npub"].startswith("npub1")
+    assert node.call("GET", "/api/contacts") == []
+    wrong = _raw(node, "POST", "/api/phrase", body=orjson.dumps({"passphrase": "wrong one!"}))
+    assert wrong[0] == 400
+    assert wrong[1]["error"]["code"] == "wrong_passphrase"
+    assert node.call("POST", "/api/phrase", {"passphrase": PASSPHRASE}) == {"phrase": phrase}
+    assert node.call("POST", "/api/lock")["state"] == "locked"
+    assert _raw(node, "GET", "/api/contacts")[0] == 423
+    wrong = _raw(node, "POST", "/api/unlock", body=orjson.dumps({"passphrase": "wrong one!"}))
+    assert wrong[1]["error"]["code"] == "wrong_passphrase"
+    assert node.call("POST", "/api/unlock", {"passphrase": PASSPHRASE})["state"] == "unlocked"
+    assert node.call("GET", "/api/identity")["npub"] == session["npub"]
+    # the same phrase restores the same identity elsewhere
+    other = _start_bare(tmp_path / "restored", relay)
+    restored = other.call("POST", "/api/setup", {"phrase": phrase, "passphrase": PASSPHRASE})
+    assert restored["npub"] == session["npub"]
+    node.stop()
+    other.stop()
+
+
+def test_web_app_is_served_with_a_strict_csp(pair: tuple[NodeProcess, NodeProcess]) -> None:
+    alice, _ = pair
+    request = urllib.request.Request(alice.api.url + "/")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        csp = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp
+        assert response.headers["X-Frame-Options"] == "DENY"
+    for name in ("../pyproject.toml", ".hidden.js", "nothing.js"):
+        code, _ = _raw(alice, "GET", "/" + name, token=None)
+        assert code == 404
+    qr = urllib.request.Request(
+        alice.api.url + "/api/identity/qr.svg",
+        headers={"Authorization": f"Bearer {alice.api.token}"},
+    )
+    with urllib.request.urlopen(qr, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("image/svg+xml")
+        assert b"<svg" in response.read()

@@ -195,16 +195,25 @@ def _cmd_up(args: argparse.Namespace, out: TextIO) -> int:
     from xchat.node.runner import read_runtime, run_node
 
     home = Home(default_home(args.home))
-    if not home.exists():
-        raise InvalidInput(f"no X Chat identity in {home.path}; create one with 'xchat init'")
     running = read_runtime(home)
     if running is not None:
         raise InvalidInput(f"a node for this identity is already running at {running['url']}")
-    unlocked = home.unlock(_passphrase(args, confirm=False))
+    # The passphrase from a file, the environment or (with --unlock) a prompt; otherwise
+    # X Chat Web asks for it (or creates the identity on first run).
+    unlocked = None
+    if home.exists() and (
+        args.unlock or args.passphrase_file or os.environ.get("XCHAT_PASSPHRASE") is not None
+    ):
+        unlocked = home.unlock(_passphrase(args, confirm=False))
     logging.basicConfig(level=logging.WARNING, format="xchat node: %(message)s")
 
     def ready(login: str) -> None:
-        out.write(f"X Chat is running for {unlocked.identity.npub}\n")
+        if unlocked is not None:
+            out.write(f"X Chat is running for {unlocked.identity.npub}\n")
+        elif home.exists():
+            out.write("X Chat is running, locked: unlock it in X Chat Web\n")
+        else:
+            out.write("X Chat is running: create or restore your identity in X Chat Web\n")
         out.write(f"Open X Chat Web: {login}\n")
         out.write("Stop with Ctrl-C.\n")
         out.flush()
@@ -492,6 +501,9 @@ def _add_node_commands(sub: Any) -> None:
     up.add_argument("--port", type=int, default=7440, help="port of X Chat Web and the API")
     up.add_argument("--no-browser", action="store_true", help="do not open the browser")
     up.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE")
+    up.add_argument(
+        "--unlock", action="store_true", help="ask for the passphrase here, not in the browser"
+    )
     up.set_defaults(run=_cmd_up)
 
     status = sub.add_parser("status", help="is the node running; relays and outbox")

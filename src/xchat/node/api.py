@@ -18,19 +18,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import io
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
+import segno
 from aiohttp import WSMsgType, web
 
-from xchat.core.identity import ContactCard
-from xchat.errors import InvalidInput, KeystoreError, LocalProtocolError, XChatError
+from xchat.core.identity import ContactCard, Identity
+from xchat.errors import (
+    InvalidInput,
+    KeystoreError,
+    LocalProtocolError,
+    WrongPassphrase,
+    XChatError,
+)
 from xchat.node import openapi
 from xchat.node.service import Node, contact_json, message_json
 from xchat.store.node import ConversationRow
+
+if TYPE_CHECKING:
+    from xchat.node.runner import NodeHost
 
 __all__ = ["API_VERSION", "make_app"]
 
@@ -45,6 +57,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _svg(content: str | bytes) -> web.Response:
+    buffer = io.BytesIO()
+    segno.make(content, error="m").save(buffer, kind="svg", scale=6, border=2)
+    return web.Response(body=buffer.getvalue(), content_type="image/svg+xml")
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -102,8 +120,14 @@ def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True
     return value
 
 
+class _Locked(Exception):
+    """The identity is not unlocked: only the session, setup and unlock calls work."""
+
+
 def _status_of(exc: XChatError) -> tuple[int, str]:
     """The HTTP status and error code for an X Chat error."""
+    if isinstance(exc, WrongPassphrase):
+        return 400, "wrong_passphrase"
     if isinstance(exc, InvalidInput):
         return 400, "invalid_input"
     if isinstance(exc, LocalProtocolError):
@@ -116,10 +140,18 @@ def _status_of(exc: XChatError) -> tuple[int, str]:
 class Api:
     """Routes bound to one node; see the module docstring."""
 
-    def __init__(self, node: Node, token: str, port_ref: list[int]) -> None:
-        self.node = node
+    def __init__(self, host: NodeHost, token: str, port_ref: list[int]) -> None:
+        self.host = host
         self.token = token
         self.port_ref = port_ref  # filled in once the socket is bound
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    @property
+    def node(self) -> Node:
+        node = self.host.node
+        if node is None:
+            raise _Locked
+        return node
 
     # -- guards -------------------------------------------------------------------
 
@@ -155,6 +187,8 @@ class Api:
                 raise
             code = "not_found" if exc.status == 404 else "http_error"
             return _error(exc.status, code, exc.reason)
+        except _Locked:
+            return _error(423, "locked", "X Chat is locked: unlock it with your passphrase")
         except XChatError as exc:
             status, code = _status_of(exc)
             if status == 500:
@@ -164,6 +198,46 @@ class Api:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response
+
+    # -- session: setup, unlock, lock ---------------------------------------------------
+
+    def _session(self) -> dict[str, Any]:
+        node = self.host.node
+        return {"state": self.host.state, "npub": node.identity.npub if node else None}
+
+    async def session(self, request: web.Request) -> web.Response:
+        return _json(self._session())
+
+    async def new_phrase(self, request: web.Request) -> web.Response:
+        """A fresh recovery phrase to show; nothing is stored until setup."""
+        words = _field(await _body(request), "words", int, required=False) or 12
+        if words not in (12, 24):
+            raise InvalidInput("a recovery phrase has 12 or 24 words")
+        return _json({"phrase": Identity.generate(os.urandom, words).phrase})
+
+    async def setup(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        await self.host.create(_field(data, "phrase", str), _field(data, "passphrase", str))
+        return _json(self._session())
+
+    async def unlock(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        if self.host.state == "setup":
+            raise InvalidInput("there is no identity yet: create or restore one")
+        await self.host.unlock(_field(data, "passphrase", str))
+        return _json(self._session())
+
+    async def lock(self, request: web.Request) -> web.Response:
+        for ws in list(self._sockets):
+            await ws.close()
+        await self.host.lock()
+        return _json(self._session())
+
+    async def phrase(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        self.node  # noqa: B018 - only an unlocked X Chat shows the phrase
+        phrase = await self.host.phrase(_field(data, "passphrase", str))
+        return _json({"phrase": phrase})
 
     # -- identity and status ----------------------------------------------------------
 
@@ -180,6 +254,15 @@ class Api:
                 "device": self.node.channel.device.certificate.device_id,
             }
         )
+
+    async def identity_qr(self, request: web.Request) -> web.Response:
+        relays = await self.node.own_relays()
+        card = ContactCard.create(self.node.identity.public_key, tuple(relays[:3]))
+        return _svg(card.uri)
+
+    async def safety_qr(self, request: web.Request) -> web.Response:
+        info = await self.node.safety_number(_pubkey(request))
+        return _svg(bytes.fromhex(info["qr_payload"]))
 
     async def status(self, request: web.Request) -> web.Response:
         return _json({"api_version": API_VERSION, **await self.node.status()})
@@ -304,9 +387,19 @@ class Api:
     # -- the stream ----------------------------------------------------------------------------
 
     async def stream(self, request: web.Request) -> web.WebSocketResponse:
+        node = self.node
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
         await ws.prepare(request)
-        async with self.node.subscribe() as queue:
+        self._sockets.add(ws)
+        try:
+            await self._pump_stream(ws, node)
+        finally:
+            self._sockets.discard(ws)
+        await ws.close()
+        return ws
+
+    async def _pump_stream(self, ws: web.WebSocketResponse, node: Node) -> None:
+        async with node.subscribe() as queue:
             await ws.send_str(orjson.dumps({"type": "hello", "api_version": API_VERSION}).decode())
 
             async def drain_client() -> None:
@@ -331,31 +424,54 @@ class Api:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader
-        await ws.close()
-        return ws
 
     async def openapi_doc(self, request: web.Request) -> web.Response:
         return _json(openapi.document())
 
-    async def index(self, request: web.Request) -> web.StreamResponse:
-        static = resources.files("xchat") / "web" / "index.html"
-        if not static.is_file():
-            return web.Response(
-                text="X Chat node is running. The web app is not built into this install.\n",
-                content_type="text/plain",
-            )
-        return web.Response(body=static.read_bytes(), content_type="text/html")
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        """X Chat Web's files (package data), with a strict Content-Security-Policy."""
+        name = request.match_info.get("name") or "index.html"
+        kind = _STATIC_TYPES.get(name.rsplit(".", 1)[-1])
+        resource = resources.files("xchat") / "web" / name
+        if kind is None or "/" in name or name.startswith(".") or not resource.is_file():
+            raise web.HTTPNotFound(reason="no such file")
+        port = self.port_ref[0]
+        response = web.Response(body=resource.read_bytes(), content_type=kind)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+            f"connect-src 'self' ws://127.0.0.1:{port} ws://localhost:{port}; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+        response.headers["X-Frame-Options"] = "DENY"
+        return response
 
 
-def make_app(node: Node, token: str, port_ref: list[int]) -> web.Application:
+_STATIC_TYPES: Final = {
+    "html": "text/html",
+    "js": "text/javascript",
+    "css": "text/css",
+    "svg": "image/svg+xml",
+    "png": "image/png",
+}
+
+
+def make_app(host: NodeHost, token: str, port_ref: list[int]) -> web.Application:
     """The aiohttp application; ``port_ref[0]`` must be set to the bound port."""
-    api = Api(node, token, port_ref)
+    api = Api(host, token, port_ref)
     app = web.Application(middlewares=[api.guard], client_max_size=_MAX_BODY)
     pk = "{pubkey}"
     app.add_routes(
         [
-            web.get("/", api.index),
+            web.get("/", api.static),
             web.get("/api/openapi.json", api.openapi_doc),
+            web.get("/api/session", api.session),
+            web.post("/api/setup/phrase", api.new_phrase),
+            web.post("/api/setup", api.setup),
+            web.post("/api/unlock", api.unlock),
+            web.post("/api/lock", api.lock),
+            web.post("/api/phrase", api.phrase),
+            web.get("/api/identity/qr.svg", api.identity_qr),
+            web.get(f"/api/contacts/{pk}/safety-number/qr.svg", api.safety_qr),
             web.get("/api/identity", api.identity),
             web.get("/api/status", api.status),
             web.get("/api/contacts", api.contacts),
@@ -379,6 +495,7 @@ def make_app(node: Node, token: str, port_ref: list[int]) -> web.Application:
             web.get("/api/settings", api.settings),
             web.patch("/api/settings", api.update_settings),
             web.get("/api/stream", api.stream),
+            web.get("/{name}", api.static),
         ]
     )
     return app

@@ -36,6 +36,8 @@ def _array(item: dict[str, Any]) -> dict[str, Any]:
 
 
 _SCHEMAS: dict[str, Any] = {
+    "Session": _obj({"state": {"enum": ["setup", "locked", "unlocked"]}, "npub": _NULLABLE_STR}),
+    "Phrase": _obj({"phrase": _NULLABLE_STR}),
     "Error": _obj({"error": _obj({"code": _STR, "message": _STR})}),
     "Identity": _obj(
         {
@@ -162,6 +164,7 @@ def _responses(code: str, schema: dict[str, Any], description: str) -> dict[str,
         "404": {"description": "no such resource", "content": _error_content()},
         "409": {"description": "not possible in the current state", "content": _error_content()},
         "413": {"description": "request body too large", "content": _error_content()},
+        "423": {"description": "X Chat is locked", "content": _error_content()},
         "500": {"description": "the local database failed", "content": _error_content()},
         "502": {"description": "a relay or peer failed", "content": _error_content()},
     }
@@ -194,7 +197,52 @@ def _op(
     return op
 
 
+_SVG = {"description": "a QR code", "content": {"image/svg+xml": {"schema": _STR}}}
+
 _PATHS: dict[str, Any] = {
+    "/api/session": {"get": _op("Whether an identity exists and is unlocked", _ref("Session"))},
+    "/api/setup/phrase": {
+        "post": _op(
+            "A fresh recovery phrase to show (nothing is stored yet)",
+            _ref("Phrase"),
+            body=_obj({"words": {"enum": [12, 24]}}, []),
+        )
+    },
+    "/api/setup": {
+        "post": _op(
+            "Create the identity from a new or restored phrase, then unlock",
+            _ref("Session"),
+            body=_obj({"phrase": _STR, "passphrase": _STR}),
+        )
+    },
+    "/api/unlock": {
+        "post": _op(
+            "Unlock with the passphrase (400 wrong_passphrase)",
+            _ref("Session"),
+            body=_obj({"passphrase": _STR}),
+        )
+    },
+    "/api/lock": {"post": _op("Stop the node and forget the keys until unlocked", _ref("Session"))},
+    "/api/phrase": {
+        "post": _op(
+            "Show the recovery phrase after the passphrase is given again",
+            _ref("Phrase"),
+            body=_obj({"passphrase": _STR}),
+        )
+    },
+    "/api/identity/qr.svg": {
+        "get": {
+            "summary": "QR code of this identity's nostr:nprofile link",
+            "responses": {"200": _SVG},
+        }
+    },
+    "/api/contacts/{pubkey}/safety-number/qr.svg": {
+        "get": {
+            "summary": "QR code of the safety number payload",
+            "parameters": [_PUBKEY_PARAM],
+            "responses": {"200": _SVG},
+        }
+    },
     "/api/identity": {"get": _op("This identity's address and card", _ref("Identity"))},
     "/api/status": {"get": _op("Node status and relay health", _ref("Status"))},
     "/api/contacts": {

@@ -17,6 +17,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
@@ -26,13 +27,14 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from xchat.core.identity import Identity
 from xchat.errors import InvalidInput, XChatError
-from xchat.home import Home, Unlocked, write_private
+from xchat.home import Home, Unlocked, check_passphrase, write_private
 from xchat.node.api import make_app
 from xchat.node.service import Node, NodeConfig
 from xchat.relay.config import DEFAULT_PORT
 
-__all__ = ["DEFAULT_API_PORT", "RUNTIME_FILE", "read_runtime", "run_node"]
+__all__ = ["DEFAULT_API_PORT", "RUNTIME_FILE", "NodeHost", "read_runtime", "run_node"]
 
 log = logging.getLogger("xchat.node")
 
@@ -66,6 +68,7 @@ class EmbeddedRelay:
         self.db = db
         self.port = port
         self.process: asyncio.subprocess.Process | None = None
+        self.url: str | None = None
 
     async def start(self) -> str:
         url = await self._spawn(self.port)
@@ -145,29 +148,100 @@ async def _is_xchat_relay(url: str) -> bool:
     return isinstance(info, dict) and "xchat" in str(info.get("software", "")).lower()
 
 
+class NodeHost:
+    """The node of one home, which exists only while the identity is unlocked.
+
+    ``xchat up`` without a passphrase (or without an identity yet) serves X Chat Web in
+    the *setup* or *locked* state; creating, restoring or unlocking the identity from
+    the web app starts the node in this process; locking stops it and forgets the keys.
+    """
+
+    def __init__(self, home: Home, relays: tuple[str, ...], embedded: EmbeddedRelay) -> None:
+        self.home = home
+        self.relays = relays
+        self.embedded = embedded
+        self.node: Node | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def state(self) -> str:
+        if self.node is not None:
+            return "unlocked"
+        return "locked" if self.home.exists() else "setup"
+
+    async def start(self, unlocked: Unlocked) -> Node:
+        async with self._lock:
+            if self.node is None:
+                node = Node(self.home, unlocked, NodeConfig())
+                await node.start(self.relays, embedded=self._embedded_url)
+                self.node = node
+            return self.node
+
+    async def _embedded_url(self) -> str:
+        if self.embedded.url is None:
+            self.embedded.url = await self.embedded.start()
+        return self.embedded.url
+
+    async def unlock(self, passphrase: str) -> Node:
+        """WrongPassphrase if it does not open the keystore (Argon2id runs in a thread)."""
+        loop = asyncio.get_running_loop()
+        unlocked = await loop.run_in_executor(None, self.home.unlock, passphrase)
+        return await self.start(unlocked)
+
+    async def create(self, phrase: str, passphrase: str) -> Node:
+        """A new identity from a phrase (fresh or restored) under a passphrase."""
+        check_passphrase(passphrase)
+        identity = Identity.from_phrase(phrase)
+        loop = asyncio.get_running_loop()
+
+        def create() -> Unlocked:
+            return self.home.create(identity, passphrase, int(time.time()), os.urandom)
+
+        async with self._lock:
+            if self.home.exists():
+                raise InvalidInput("an identity already exists here; unlock it instead")
+            unlocked = await loop.run_in_executor(None, create)
+        return await self.start(unlocked)
+
+    async def lock(self) -> None:
+        async with self._lock:
+            node, self.node = self.node, None
+            if node is not None:
+                await node.close()
+
+    async def phrase(self, passphrase: str) -> str | None:
+        """The recovery phrase, after the passphrase is given again."""
+        loop = asyncio.get_running_loop()
+        unlocked = await loop.run_in_executor(None, self.home.unlock, passphrase)
+        return unlocked.identity.phrase
+
+
 async def run_node(
     home: Home,
-    unlocked: Unlocked,
+    unlocked: Unlocked | None,
     *,
     relays: tuple[str, ...] = (),
     port: int = DEFAULT_API_PORT,
     open_browser: bool = False,
     ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT; see the module docstring."""
-    node = Node(home, unlocked, NodeConfig())
+    """Serve until SIGTERM or SIGINT; see the module docstring. Without ``unlocked`` the
+    web app asks for the passphrase (or creates the identity) first."""
+    home.path.mkdir(mode=0o700, parents=True, exist_ok=True)
     embedded = EmbeddedRelay(home.path / "relay.sqlite3")
-    await node.start(relays, embedded=embedded.start)
+    host = NodeHost(home, relays, embedded)
+    if unlocked is not None:
+        await host.start(unlocked)
     token = secrets.token_urlsafe(32)
     port_ref = [port]
-    app = make_app(node, token, port_ref)
+    app = make_app(host, token, port_ref)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     try:
         await site.start()
     except OSError as exc:
-        await node.close()
+        await host.lock()
         await embedded.stop()
         await runner.cleanup()
         raise InvalidInput(
@@ -195,5 +269,5 @@ async def run_node(
         with contextlib.suppress(FileNotFoundError):
             runtime.unlink()
         await runner.cleanup()
-        await node.close()
+        await host.lock()
         await embedded.stop()

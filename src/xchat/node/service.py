@@ -42,6 +42,7 @@ import functools
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -121,6 +122,8 @@ _RECEIPT_BATCH: Final = 500
 #: How often a NIP-17-only contact is looked up again for X Chat devices (seconds).
 _RECHECK_BUNDLES: Final = 600
 _CURSOR_SAVE_EVERY: Final = 10
+#: Early effects kept waiting for their target message.
+_EARLY_EFFECTS: Final = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,9 @@ class Node:
         self._sessions_opened_since_bundle = 0
         self._epoch_keys: frozenset[str] = frozenset()
         self._cursors_saved: dict[str, int] = {}
+        #: Reactions, edits and deletions that arrived before their message, by target id
+        #: (used only on the store thread, inside commits).
+        self._early: OrderedDict[str, list[tuple[str, Reaction | Edit | Delete]]] = OrderedDict()
         #: Days of mailbox keys to read: more after the node was off for days.
         self._lookback = LIVE_LOOKBACK
         self.stats = _Stats()
@@ -1103,11 +1109,16 @@ class Node:
             return self._apply_text(store, contact, incoming, message)
         if isinstance(message, Delivered | Read):
             return _apply_receipt(store, incoming.sender.hex, message)
+        if store.get_message(message.target) is None:
+            # its target has not arrived yet (relays reorder): apply it when it does
+            self._early.setdefault(message.target, []).append((incoming.sender.hex, message))
+            while len(self._early) > _EARLY_EFFECTS:
+                self._early.popitem(last=False)
+            return []
         return _apply_effect(store, incoming.sender.hex, message)
 
-    @staticmethod
     def _apply_text(
-        store: NodeStore, contact: ContactRow, incoming: Incoming, message: Text | Reply
+        self, store: NodeStore, contact: ContactRow, incoming: Incoming, message: Text | Reply
     ) -> list[tuple[str, Any]]:
         sender = incoming.sender.hex
         row = MessageRow(
@@ -1128,6 +1139,8 @@ class Node:
         out: list[tuple[str, Any]] = [("event", {"type": "message", "message": message_json(row)})]
         if contact.state == "accepted" and incoming.forward_secret:
             out.append(("receipt", (sender, message.id)))
+        for effect_sender, effect in self._early.pop(message.id, []):
+            out.extend(_apply_effect(store, effect_sender, effect))
         return out
 
     # -- receipts -------------------------------------------------------------------------

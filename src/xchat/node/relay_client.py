@@ -286,10 +286,16 @@ class RelayConnection:
             raise RelayError(f"{self.url} did not answer COUNT within {timeout} s") from None
 
     async def challenge(self, timeout: float = 10.0) -> str:
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._challenge), timeout)
-        except TimeoutError:
-            raise RelayError(f"{self.url} sent no AUTH challenge") from None
+        """The relay's NIP-42 challenge; RelayError if none comes within ``timeout`` or
+        the connection closes first."""
+        if not self._challenge.done():
+            either: set[asyncio.Future[Any]] = {self._challenge, self._reader}
+            await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self._challenge.done():
+            return self._challenge.result()
+        if self._reader.done():
+            raise RelayError(f"the connection to {self.url} closed")
+        raise RelayError(f"{self.url} sent no AUTH challenge")
 
     async def authenticate(
         self, key: SecretKey, rng: Rng = os.urandom, timeout: float = 10.0

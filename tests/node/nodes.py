@@ -46,6 +46,7 @@ class NodeProcess:
     relays: tuple[str, ...]
     process: subprocess.Popen[str] | None = None
     login_url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
     output: list[str] = field(default_factory=list)
 
     def start(self, timeout: float = 60, *, env_passphrase: bool = True) -> NodeProcess:
@@ -63,6 +64,7 @@ class NodeProcess:
         for url in self.relays:
             args += ["--relay", url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
+        env.update(self.env)
         if env_passphrase:
             env["XCHAT_PASSPHRASE"] = PASSPHRASE
         self.process = subprocess.Popen(
@@ -160,10 +162,12 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
     started: list[NodeProcess] = []
     count = [0]
 
-    def factory(relays: tuple[str, ...] = (), start: bool = True) -> NodeProcess:
+    def factory(
+        relays: tuple[str, ...] = (), start: bool = True, env: dict[str, str] | None = None
+    ) -> NodeProcess:
         count[0] += 1
         home = make_home(tmp_path / f"node{count[0]}")
-        node = NodeProcess(home, relays)
+        node = NodeProcess(home, relays, env=dict(env or {}))
         started.append(node)
         return node.start() if start else node
 

@@ -78,6 +78,11 @@ REFUSAL_CHALLENGE_TIMEOUT: Final = 5.0
 _AUTH_RETRIES: Final = 2
 #: How long a batch of AUTH events has for its OKs.
 AUTH_TIMEOUT: Final = 10.0
+#: How often a connected reader re-reads stored mail (seconds): relays may drop or
+#: never send a live event; the re-read finds it. None: never.
+RESYNC_INTERVAL: Final = 300.0
+#: What :meth:`RelayPool._until_woken` returns when it is time to re-read.
+_RESYNC: Final = "\x00resync"
 #: One page of stored events while catching up.
 QUERY_TIMEOUT: Final = 30.0
 #: How long the events already received on a closing subscription may take to hand over.
@@ -200,12 +205,14 @@ class RelayPool:
         extra_filters: Callable[[], list[dict[str, Any]]] | None = None,
         cursor_store: Callable[[str, int], None] | None = None,
         cursor_load: Callable[[str], int | None] | None = None,
+        resync_interval: float | None = RESYNC_INTERVAL,
     ) -> None:
         self._keys = keys
         self._on_event = on_event
         self._extra_filters = extra_filters or (lambda: [])
         self._cursor_store = cursor_store
         self._cursor_load = cursor_load
+        self._resync_interval = resync_interval
         self._readers: dict[str, _Reader] = {}
         self._writers: dict[str, tuple[RelayConnection, float]] = {}
         self._writer_locks: dict[str, asyncio.Lock] = {}
@@ -538,7 +545,7 @@ class RelayPool:
                         await self._catch_up(reader, lane, filters)
                     subscribed = set(wanted)
                     self._serving(reader, lane, started)
-                    reason = await self._until_woken(lane, live.subs)
+                    reason = await self._watch(reader, lane, live, wanted)
                 except RelayError as exc:  # a query refused, or the connection closed
                     if conn.closed:
                         raise
@@ -557,6 +564,20 @@ class RelayPool:
                 await self._stop_pumps(live)
             else:  # hand over what arrived before the end; the caller closes the connection
                 await self._unsubscribe(lane, live)
+
+    async def _watch(
+        self, reader: _Reader, lane: _Lane, live: _Live, wanted: list[str]
+    ) -> str | None:
+        """Serve the live subscriptions until woken or ended (see :meth:`_until_woken`),
+        re-reading stored mail every ``resync_interval``: a live event the relay dropped
+        (or never sent) is found then, and de-duplication drops the rest."""
+        while True:
+            reason = await self._until_woken(lane, live.subs, self._resync_interval)
+            if reason != _RESYNC:
+                return reason
+            since = None if reader.cursor is None else max(0, reader.cursor - CURSOR_SLACK)
+            for filters in self._gift_wrap_filters(wanted, since):
+                await self._catch_up(reader, lane, filters)
 
     async def _refused(self, reader: _Reader, lane: _Lane, wanted: list[str], reason: str) -> None:
         """The relay refused a subscription: return to try again, or raise."""
@@ -612,10 +633,15 @@ class RelayPool:
             self._changed(health)
 
     @staticmethod
-    async def _until_woken(lane: _Lane, subs: list[Subscription]) -> str | None:
+    async def _until_woken(
+        lane: _Lane, subs: list[Subscription], resync: float | None = None
+    ) -> str | None:
         """Wait for :meth:`keys_changed` (None) or the end of the connection or of a
-        subscription (the reason)."""
+        subscription (the reason), or ``resync`` seconds (:data:`_RESYNC`)."""
+        deadline = None if resync is None else time.monotonic() + resync
         while not lane.wake.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return _RESYNC
             if lane.conn.closed:
                 return "the connection closed"
             for sub in subs:

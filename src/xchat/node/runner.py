@@ -31,7 +31,7 @@ from xchat.core.identity import Identity
 from xchat.errors import InvalidInput, XChatError
 from xchat.home import Home, Unlocked, check_passphrase, write_private
 from xchat.node.api import make_app
-from xchat.node.service import Node, NodeConfig
+from xchat.node.service import Node, config_from_env
 from xchat.relay.config import DEFAULT_PORT
 
 __all__ = ["DEFAULT_API_PORT", "RUNTIME_FILE", "NodeHost", "read_runtime", "run_node"]
@@ -172,7 +172,7 @@ class NodeHost:
     async def start(self, unlocked: Unlocked) -> Node:
         async with self._lock:
             if self.node is None:
-                node = Node(self.home, unlocked, NodeConfig())
+                node = Node(self.home, unlocked, config_from_env())
                 await node.start(self.relays, embedded=self._embedded_url)
                 self.node = node
             return self.node

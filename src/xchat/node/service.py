@@ -79,7 +79,7 @@ from xchat.errors import (
     XChatError,
 )
 from xchat.home import Home, Unlocked
-from xchat.node.pool import RelayPool
+from xchat.node.pool import RESYNC_INTERVAL, RelayPool
 from xchat.node.relay_client import PublishResult
 from xchat.store.node import (
     ContactRow,
@@ -98,6 +98,7 @@ __all__ = [
     "MAX_ATTEMPTS",
     "Node",
     "NodeConfig",
+    "config_from_env",
     "contact_json",
     "message_json",
 ]
@@ -131,9 +132,32 @@ class NodeConfig:
     """How to run a node. ``relays`` are added to the stored inbox relays."""
 
     relays: tuple[str, ...] = ()
+    #: Longest wait for one relay's answer to a publish (connecting included).
     publish_timeout: float = 10.0
+    #: How often stored mail is re-read from each inbox relay (relays can drop live
+    #: events); see :data:`xchat.node.pool.RESYNC_INTERVAL`.
+    resync_interval: float = RESYNC_INTERVAL
     #: Publish one bundle with this many one-time keys; republish when half are used.
     one_time_keys: int = 50
+
+
+def config_from_env() -> NodeConfig:
+    """Defaults, with tuning from the environment (tests use short timers):
+    ``XCHAT_PUBLISH_TIMEOUT`` and ``XCHAT_RESYNC_INTERVAL``, in seconds."""
+    values: dict[str, float] = {}
+    for name, var in (
+        ("publish_timeout", "XCHAT_PUBLISH_TIMEOUT"),
+        ("resync_interval", "XCHAT_RESYNC_INTERVAL"),
+    ):
+        if (text := os.environ.get(var)) is not None:
+            try:
+                value = float(text)
+            except ValueError:
+                raise InvalidInput(f"{var} must be a number of seconds") from None
+            if not 0.1 <= value <= 86400:
+                raise InvalidInput(f"{var} must be between 0.1 and 86400 seconds")
+            values[name] = value
+    return NodeConfig(**values)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -271,6 +295,7 @@ class Node:
             self._on_event,
             cursor_store=self._store_cursor,
             cursor_load=self._load_cursor,
+            resync_interval=self.config.resync_interval,
         )
         self.pool.on_health_change = lambda h: self._emit({"type": "relay", "relay": h.to_json()})
         self._epoch_keys = frozenset(self._receive_keys())

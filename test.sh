@@ -3,16 +3,20 @@
 # Used by CI (.ci/run). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
-# The store tests run a throwaway PostgreSQL server (tests/store/pg_server.py) from
-# Debian's postgresql package; CI fails them if it is missing.
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+# The store tests run a throwaway PostgreSQL server (tests/pg_server.py) from Debian's
+# postgresql package, and the web tests drive Debian's Chromium (/usr/bin/chromium)
+# through Playwright (never `playwright install`); CI fails them if either is missing.
+packages=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
+[[ -x /usr/bin/chromium ]] || packages+=(chromium fonts-noto-color-emoji)
+if [[ ${#packages[@]} -gt 0 ]]; then
   if [[ $(id -u) -eq 0 ]]; then
-    echo "== installing PostgreSQL (Debian package postgresql) for the store tests"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
-      || echo "could not install postgresql: the PostgreSQL store tests will fail or skip" >&2
+    echo "== installing Debian packages for the tests: ${packages[*]}"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}") \
+      || echo "could not install ${packages[*]}: the tests that need them fail or skip" >&2
   else
-    echo "PostgreSQL is not installed: run 'sudo apt-get install postgresql' so that the" \
-      "PostgreSQL store tests run (they are skipped, or fail under CI)" >&2
+    echo "Missing Debian packages: run 'sudo apt-get install ${packages[*]}' so that the" \
+      "PostgreSQL store tests and the browser tests run (they are skipped, or fail under CI)" >&2
   fi
 fi
 scripts/install.sh dev

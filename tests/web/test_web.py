@@ -1,0 +1,458 @@
+"""X Chat Web end to end: two users, each with their own node, in two browser contexts.
+
+Every control is found by its role and accessible name (get_by_role, get_by_label), so
+the names are tested too. Screenshots of the main screens go to ``artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from tests.node.nodes import PASSPHRASE, wait_for
+from tests.relay.conftest import RelayProcess
+from tests.web.conftest import ARTIFACTS, TIMEOUT_MS, WebNode
+from xchat.core.identity import Identity
+
+XSS = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@dataclass
+class User:
+    """One person: their node and their browser tab."""
+
+    node: WebNode
+    page: Page
+    errors: list[str] = field(default_factory=list)
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+    def conversation(self) -> Locator:
+        return self.page.get_by_role("log", name="Messages")
+
+    def message(self, text: str) -> Locator:
+        return self.conversation().get_by_role("listitem").filter(has_text=text).last
+
+    def box(self) -> Locator:
+        return self.page.get_by_role("textbox", name="Message")
+
+    def send(self, text: str) -> None:
+        self.box().fill(text)
+        self.box().press("Enter")
+        expect(self.message(text)).to_be_visible()
+
+    def open_chat(self, name: str | re.Pattern[str]) -> None:
+        nav = self.page.get_by_role("navigation", name="Conversations")
+        nav.get_by_role("button", name=name).first.click()
+        expect(self.page.get_by_role("heading", level=2, name=name)).to_be_visible()
+
+    def pwned(self) -> Any:
+        return self.page.evaluate("() => window.__pwned")
+
+
+def open_app(browser: Browser, node: WebNode, **context: Any) -> User:
+    settings: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}, **context}
+    page = browser.new_context(**settings).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    user = User(node, page)
+    page.on("pageerror", lambda error: user.errors.append(str(error)))
+    page.on(
+        "console",
+        lambda msg: user.errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    page.goto(node.login_url)
+    return user
+
+
+def create_account(user: User) -> list[str]:
+    """Onboarding, new account: phrase shown, three words confirmed, passphrase set."""
+    page = user.page
+    expect(page.get_by_role("heading", name="Welcome to X Chat")).to_be_visible()
+    user.shot("onboarding-welcome")
+    page.get_by_role("button", name="Create a new account").click()
+    phrase = page.get_by_role("list", name="Recovery phrase").get_by_role("listitem")
+    expect(phrase).to_have_count(12)
+    words = [w.strip() for w in phrase.all_inner_texts()]
+    user.shot("onboarding-phrase")
+    page.get_by_role("button", name="I have written it down").click()
+    labels = page.locator("form label").all_inner_texts()
+    assert len(labels) == 3
+    asked = [int(label.removeprefix("Word ")) for label in labels]
+    # a wrong word is refused with a clear message
+    page.get_by_label(labels[0], exact=True).fill("wrong")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("alert")).to_contain_text(f"Word {asked[0]} does not match")
+    for label, position in zip(labels, asked, strict=True):
+        page.get_by_label(label, exact=True).fill(words[position - 1])
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Passphrase", exact=True).fill(PASSPHRASE)
+    page.get_by_label("Repeat passphrase").fill(PASSPHRASE + "x")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_contain_text("not the same")
+    page.get_by_label("Repeat passphrase").fill(PASSPHRASE)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    return words
+
+
+def restore_account(user: User, phrase: str) -> None:
+    page = user.page
+    page.get_by_role("button", name="Restore from a recovery phrase").click()
+    bad = phrase.split()
+    bad[2] = "notaword"
+    page.get_by_label("Recovery phrase").fill(" ".join(bad))
+    page.get_by_label("Passphrase", exact=True).fill(PASSPHRASE)
+    page.get_by_label("Repeat passphrase").fill(PASSPHRASE)
+    page.get_by_role("button", name="Restore account").click()
+    expect(page.get_by_role("alert")).to_contain_text("notaword")
+    page.get_by_label("Recovery phrase").fill(phrase.upper())
+    page.get_by_role("button", name="Restore account").click()
+    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+
+
+def own_address(user: User) -> str:
+    """The npub shown on the user's card; checks the card's QR code and relay hints."""
+    page = user.page
+    page.get_by_role("button", name="My address").click()
+    card = page.get_by_role("dialog", name="Your address")
+    expect(card.get_by_role("button", name="Copy address")).to_be_visible()
+    qr = card.get_by_role("img", name="QR code of your address")
+    expect(qr).to_have_attribute("src", re.compile(r"^blob:"))
+    page.wait_for_function("() => (document.querySelector('img.qr')?.naturalWidth ?? 0) > 0")
+    expect(card.get_by_text(user.node.relays[0])).to_be_visible()
+    npub = card.locator(".address").inner_text().strip()
+    assert npub.startswith("npub1")
+    return npub
+
+
+def start_chat(user: User, address: str, name: str) -> None:
+    page = user.page
+    page.get_by_role("button", name="New chat").click()
+    dialog = page.get_by_role("dialog", name="New chat")
+    dialog.get_by_label("Contact address").fill("npub1notanaddress")
+    dialog.get_by_role("button", name="Start chat").click()
+    expect(dialog.get_by_role("alert")).to_be_visible()
+    dialog.get_by_label("Contact address").fill(address)
+    dialog.get_by_label("Name (optional)").fill(name)
+    dialog.get_by_role("button", name="Start chat").click()
+    expect(page.get_by_role("heading", level=2, name=name)).to_be_visible()
+
+
+def state_of(user: User, text: str) -> Locator:
+    return user.message(text).locator(".state-text")
+
+
+def message_action(user: User, text: str, action: str) -> None:
+    message = user.message(text)
+    message.hover()
+    message.get_by_role("button", name="Message actions").click()
+    user.page.get_by_role("menu", name="Message actions").get_by_role(
+        "menuitem", name=action
+    ).click()
+
+
+def test_two_users_onboard_add_each_other_and_chat(
+    browser: Browser,
+    relays: Callable[..., RelayProcess],
+    web_nodes: Callable[..., WebNode],
+) -> None:
+    relay = relays().url
+    alice = open_app(browser, web_nodes(relay, "alice"))
+    bob = open_app(browser, web_nodes(relay, "bob"), color_scheme="dark")
+
+    # Onboarding: Alice creates an account, Bob restores his from a phrase.
+    create_account(alice)
+    bob_phrase = Identity.generate(os.urandom).phrase
+    restore_account(bob, bob_phrase)
+    alice_npub = own_address(alice)
+    alice.shot("card")
+    alice.page.keyboard.press("Escape")
+    assert alice_npub == alice.node.home.card().npub
+    assert own_address(bob) == Identity.from_phrase(bob_phrase).npub
+    bob.page.get_by_role("button", name="Close").click()
+
+    # Bob starts a chat by pasting Alice's address; for Alice it is a message request.
+    start_chat(bob, alice_npub, "Alice")
+    expect(bob.box()).to_be_focused()
+    bob.send("Hello Alice")
+    expect(state_of(bob, "Hello Alice")).to_have_text(re.compile("Sent|Delivered"))
+    nav = alice.page.get_by_role("navigation", name="Conversations")
+    request = nav.get_by_role("button", name=re.compile("Request.*Hello Alice.*1 unread"))
+    expect(request).to_be_visible()
+    request.click()
+    expect(alice.message("Hello Alice")).to_be_visible()
+    alice.page.get_by_role("button", name="Accept").click()
+    expect(alice.page.get_by_role("button", name="Accept")).to_have_count(0)
+    # accepting sends the delivery receipt, and (the chat being open) the read receipt
+    expect(state_of(bob, "Hello Alice")).to_have_text("Read")
+
+    # Alice names Bob and answers with the Send button.
+    alice.page.get_by_role("button", name="Conversation menu").click()
+    alice.page.get_by_role("menuitem", name="Rename").click()
+    alice.page.get_by_role("dialog").get_by_label("Name").fill("Bob")
+    alice.page.get_by_role("button", name="Save").click()
+    expect(alice.page.get_by_role("heading", level=2, name="Bob")).to_be_visible()
+    alice.box().fill("Hi Bob")
+    alice.page.get_by_role("button", name="Send").click()
+    expect(bob.message("Hi Bob")).to_be_visible()
+    expect(state_of(alice, "Hi Bob")).to_have_text("Read")
+    expect(alice.box()).to_have_value("")
+
+    # Shift+Enter breaks the line, Enter sends.
+    bob.box().fill("line one")
+    bob.box().press("Shift+Enter")
+    bob.box().press_sequentially("line two")
+    expect(bob.box()).to_have_value("line one\nline two")
+    bob.box().press("Enter")
+    body = alice.message("line two").locator(".body")
+    expect(body).to_have_text("line one\nline two")
+
+    # Markup and script from a peer are text, never HTML.
+    bob.send(XSS)
+    incoming = alice.message("window.__pwned=2")
+    expect(incoming.locator(".body")).to_have_text(XSS)
+    expect(nav.get_by_text(XSS)).to_be_visible()
+    assert alice.page.locator('img[src="x"]').count() == 0
+    assert alice.page.locator("script:not([src])").count() == 0
+    assert alice.pwned() is None
+    assert bob.pwned() is None
+
+    # Reply, react, edit, delete for everyone.
+    message_action(alice, "line two", "Reply")
+    expect(alice.page.get_by_text("Replying to Alice")).to_have_count(0)
+    expect(alice.page.get_by_text("Replying to Bob")).to_be_visible()
+    alice.send("a reply")
+    expect(bob.message("a reply").locator(".quote")).to_contain_text("line one")
+    message_action(alice, "Hello Alice", "React with 👍")
+    expect(bob.message("Hello Alice").get_by_role("list", name="Reactions")).to_contain_text("👍")
+    bob.send("typo hree")
+    message_action(bob, "typo hree", "Edit")
+    expect(bob.page.get_by_text("Editing message")).to_be_visible()
+    bob.box().fill("typo here")
+    bob.box().press("Enter")
+    expect(alice.message("typo here")).to_contain_text("edited")
+    bob.send("regret this")
+    expect(alice.message("regret this")).to_be_visible()
+    message_action(bob, "regret this", "Delete for everyone")
+    bob.page.get_by_role("dialog").get_by_role("button", name="Delete for everyone").click()
+    expect(alice.page.get_by_text("This message was deleted")).to_be_visible()
+    expect(alice.page.get_by_text("regret this")).to_have_count(0)
+
+    # Verify: both see the same safety number; Alice marks it verified.
+    alice.page.get_by_role("button", name="Verify", exact=True).click()
+    dialog = alice.page.get_by_role("dialog", name="Verify Bob")
+    number = dialog.locator(".safety-number")
+    expect(number).to_have_attribute("aria-label", re.compile(r"Safety number: (\d{5} ){11}\d{5}"))
+    expect(dialog.get_by_role("img", name="QR code of the safety number")).to_be_visible()
+    bob.page.get_by_role("button", name="Verify", exact=True).click()
+    bob_number = bob.page.get_by_role("dialog", name="Verify Alice").locator(".safety-number")
+    assert number.get_attribute("aria-label") == bob_number.get_attribute("aria-label")
+    bob.page.keyboard.press("Escape")
+    dialog.get_by_role("button", name="Mark as verified").click()
+    expect(dialog.get_by_role("button", name="Clear verification")).to_be_visible()
+    alice.shot("verify")
+    dialog.get_by_role("button", name="Close").click()
+    expect(alice.page.locator(".chat-title .verified")).to_have_text("Verified")
+
+    # Search runs over every conversation's text.
+    search = alice.page.get_by_role("searchbox", name="Search")
+    search.fill("line TWO")
+    hit = nav.get_by_role("button", name=re.compile("line two"))
+    expect(hit).to_be_visible()
+    hit.click()
+    expect(alice.message("line two")).to_be_visible()
+    search.fill("")
+
+    alice.shot("conversation")
+    bob.shot("conversation-dark")
+
+    # A reload keeps the history and reopens the conversation.
+    alice.page.reload()
+    expect(alice.message("Hi Bob")).to_be_visible()
+    expect(alice.message("Hello Alice")).to_be_visible()
+    expect(state_of(alice, "Hi Bob")).to_have_text("Read")
+    assert alice.errors == []
+    assert bob.errors == []
+
+
+def test_relay_killed_then_back_and_node_restarted(
+    browser: Browser,
+    relays: Callable[..., RelayProcess],
+    web_nodes: Callable[..., WebNode],
+) -> None:
+    first = relays()
+    port = int(first.url.rsplit(":", 1)[1])
+    alice_node = web_nodes(first.url, "alice")
+    bob_node = web_nodes(first.url, "bob")
+    alice_node.setup()
+    bob_node.setup()
+    alice_node.call("POST", "/api/contacts", {"address": bob_node.card(), "name": "Bob"})
+    bob_node.call("POST", "/api/contacts", {"address": alice_node.card(), "name": "Alice"})
+    alice = open_app(browser, alice_node)
+    alice.open_chat("Bob")
+    alice.send("before the outage")
+    expect(state_of(alice, "before the outage")).to_have_text(re.compile("Delivered|Read"))
+    banner = alice.page.get_by_text("no relay connected")
+
+    # The relay dies: the banner says so; what is sent now waits.
+    first.stop(signal.SIGKILL)
+    expect(banner).to_be_visible()
+    alice.shot("offline-relay")
+    alice.send("during the outage")
+    expect(state_of(alice, "during the outage")).to_have_text("Queued")
+    alice.box().fill("a draft being typed")
+
+    # Back on the same port with the same database: the banner goes, the message goes out.
+    relays(db=first.db, port=port)
+    expect(banner).to_have_count(0, timeout=45_000)
+    expect(state_of(alice, "during the outage")).to_have_text(
+        re.compile("Sent|Delivered|Read"), timeout=45_000
+    )
+    wait_for(
+        lambda: any(m["body"] == "during the outage" for m in bob_node.messages(alice_node.pubkey)),
+        timeout=45,
+        what="the message sent during the outage at Bob",
+    )
+    expect(alice.box()).to_have_value("a draft being typed")
+
+    # The node stops: the app says it is offline, and a send keeps its text in the box.
+    alice_node.stop()
+    expect(alice.page.get_by_text("Can't reach your X Chat node")).to_be_visible()
+    alice.box().fill("typed while the node is down")
+    alice.box().press("Enter")
+    expect(alice.page.get_by_text("Not sent")).to_be_visible()
+    expect(alice.box()).to_have_value("typed while the node is down")
+    alice.shot("offline-node")
+    # it comes back (new token): the old one is refused, the new login link restores all
+    alice_node.start()
+    expect(alice.page.get_by_role("heading", name="This session has ended")).to_be_visible(
+        timeout=30_000
+    )
+    alice.page.goto(alice_node.login_url)
+    expect(alice.message("during the outage")).to_be_visible()
+    expect(alice.box()).to_have_value("typed while the node is down")
+    alice.box().press("Enter")
+    expect(alice.message("typed while the node is down")).to_be_visible()
+    assert alice.errors == []
+
+
+def test_lock_unlock_and_show_the_recovery_phrase(
+    browser: Browser,
+    relays: Callable[..., RelayProcess],
+    web_nodes: Callable[..., WebNode],
+) -> None:
+    node = web_nodes(relays().url, "solo")
+    user = open_app(browser, node)
+    words = create_account(user)
+    page = user.page
+    page.get_by_role("button", name="Settings").click()
+    settings = page.get_by_role("dialog", name="Settings")
+    expect(settings.get_by_role("list", name="Relays")).to_contain_text("Connected")
+    receipts = settings.get_by_role("switch", name="Send read receipts")
+    expect(receipts).to_be_checked()
+    receipts.uncheck()
+    wait_for(
+        lambda: node.call("GET", "/api/settings") == {"read_receipts": False},
+        what="read receipts off",
+    )
+    settings.get_by_role("button", name="Show recovery phrase").click()
+    settings.get_by_label("Passphrase").fill("not the passphrase")
+    settings.get_by_role("button", name="Show", exact=True).click()
+    expect(settings.get_by_role("alert")).to_have_text("Wrong passphrase.")
+    settings.get_by_label("Passphrase").fill(PASSPHRASE)
+    settings.get_by_role("button", name="Show", exact=True).click()
+    shown = settings.get_by_role("list", name="Recovery phrase").get_by_role("listitem")
+    expect(shown).to_have_count(12)
+    assert [w.strip() for w in shown.all_inner_texts()] == words
+    user.shot("settings")
+    settings.get_by_role("button", name="Lock now").click()
+    expect(page.get_by_role("heading", name="X Chat is locked")).to_be_visible()
+    assert node.call("GET", "/api/session")["state"] == "locked"
+    user.shot("locked")
+    page.get_by_label("Passphrase").fill("wrong passphrase")
+    page.get_by_role("button", name="Unlock").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong passphrase. Try again.")
+    page.get_by_label("Passphrase").fill(PASSPHRASE)
+    page.get_by_label("Passphrase").press("Enter")
+    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    # a reload while unlocked goes straight to the chats (the token stays in this tab)
+    page.reload()
+    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    assert user.errors == []
+
+
+def test_small_screen_and_keyboard_only(
+    browser: Browser,
+    relays: Callable[..., RelayProcess],
+    web_nodes: Callable[..., WebNode],
+) -> None:
+    relay = relays().url
+    alice_node = web_nodes(relay, "alice")
+    bob_node = web_nodes(relay, "bob")
+    alice_node.setup()
+    bob_node.setup()
+    bob_node.call("POST", "/api/contacts", {"address": alice_node.card(), "name": "Alice"})
+    alice_node.call("POST", "/api/contacts", {"address": bob_node.card(), "name": "Bob"})
+    for i in range(60):
+        bob_node.send(alice_node.pubkey, f"message number {i}")
+    wait_for(
+        lambda: len(alice_node.messages(bob_node.pubkey)) == 60, timeout=60, what="60 messages"
+    )
+    user = open_app(browser, alice_node, viewport={"width": 360, "height": 740})
+    page = user.page
+
+    def no_sideways_scroll() -> None:
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 360
+
+    nav = page.get_by_role("navigation", name="Conversations")
+    expect(nav.get_by_role("button", name=re.compile("Bob.*60 unread"))).to_be_visible()
+    no_sideways_scroll()
+    user.shot("mobile-list")
+    # keyboard only: the search field has focus; arrow down to the chat, Enter opens it
+    expect(page.get_by_role("searchbox", name="Search")).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(nav.get_by_role("button", name=re.compile("Bob"))).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(user.message("message number 59")).to_be_visible()
+    expect(nav).to_be_hidden()
+    expect(user.box()).to_be_focused()
+    no_sideways_scroll()
+    # the newest page is shown; older ones load when scrolled up
+    expect(user.conversation().locator("li.msg")).to_have_count(50)
+    user.conversation().evaluate("el => { el.scrollTop = 0; }")
+    expect(user.conversation().locator("li.msg")).to_have_count(60)
+    expect(page.get_by_text("This is the beginning of your conversation")).to_be_visible()
+    page.keyboard.type("typed on a phone")
+    page.keyboard.press("Enter")
+    expect(user.message("typed on a phone")).to_be_visible()
+    wait_for(
+        lambda: bob_node.messages(alice_node.pubkey)[-1]["body"] == "typed on a phone",
+        what="the message at Bob",
+    )
+    # message actions by keyboard: Escape from the box, arrows through messages, Enter
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("ArrowUp")
+    expect(user.message("typed on a phone")).to_be_focused()
+    page.keyboard.press("Enter")
+    menu = page.get_by_role("menu", name="Message actions")
+    expect(menu.get_by_role("menuitem").first).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(menu).to_have_count(0)
+    user.shot("mobile-conversation")
+    page.get_by_role("button", name="Back to conversations").click()
+    expect(nav).to_be_visible()
+    expect(nav.get_by_role("button", name=re.compile("Bob"))).not_to_have_accessible_name(
+        re.compile("unread")
+    )
+    assert user.errors == []

@@ -273,7 +273,6 @@ def test_two_users_onboard_add_each_other_and_chat(
     expect(alice.message("line two")).to_be_visible()
     search.fill("")
 
-    alice.shot("conversation")
     bob.shot("conversation-dark")
 
     # A reload keeps the history and reopens the conversation.
@@ -281,6 +280,8 @@ def test_two_users_onboard_add_each_other_and_chat(
     expect(alice.message("Hi Bob")).to_be_visible()
     expect(alice.message("Hello Alice")).to_be_visible()
     expect(state_of(alice, "Hi Bob")).to_have_text("Read")
+    expect(alice.page.locator(".chat-title .verified")).to_have_text("Verified")
+    alice.shot("conversation")
     assert alice.errors == []
     assert bob.errors == []
 
@@ -456,3 +457,51 @@ def test_small_screen_and_keyboard_only(
         re.compile("unread")
     )
     assert user.errors == []
+
+
+def test_a_contacts_new_device_is_a_clear_warning(
+    browser: Browser,
+    relays: Callable[..., RelayProcess],
+    web_nodes: Callable[..., WebNode],
+) -> None:
+    relay = relays().url
+    alice_node = web_nodes(relay, "alice")
+    bob_node = web_nodes(relay, "bob")
+    bob_phrase = Identity.generate(os.urandom).phrase
+    alice_node.setup()
+    bob_node.setup(bob_phrase)
+    alice_node.call("POST", "/api/contacts", {"address": bob_node.card(), "name": "Bob"})
+    bob_node.call("POST", "/api/contacts", {"address": alice_node.card(), "name": "Alice"})
+    bob_node.send(alice_node.pubkey, "from my first computer")
+    wait_for(lambda: alice_node.messages(bob_node.pubkey), what="the first message")
+    alice_node.call("POST", f"/api/contacts/{bob_node.pubkey}/verify", {"verified": True})
+    alice = open_app(browser, alice_node)
+    alice.open_chat("Bob")
+    mark = alice.page.locator(".chat-title .verified")
+    expect(mark).to_have_text("Verified")
+    warning = alice.page.get_by_role("alert").filter(has_text="safety number has changed")
+    expect(warning).to_have_count(0)
+
+    # Bob restores his account on a second computer and writes from there.
+    second = web_nodes(relay, "bob-again")
+    second.setup(bob_phrase)
+    second.call("POST", "/api/contacts", {"address": alice_node.card(), "name": "Alice"})
+    second.send(alice_node.pubkey, "from my new computer")
+    expect(alice.message("from my new computer")).to_be_visible()
+    expect(warning).to_be_visible()
+    expect(mark).to_have_count(0)
+    alice.shot("key-change")
+    warning.get_by_role("button", name="Verify safety number").click()
+    dialog = alice.page.get_by_role("dialog", name="Verify Bob")
+    expect(dialog.get_by_role("alert")).to_contain_text("changed since you verified")
+    dialog.get_by_role("button", name="Mark as verified").click()
+    expect(dialog.get_by_role("button", name="Clear verification")).to_be_visible()
+    dialog.get_by_role("button", name="Close").click()
+    expect(warning).to_have_count(0)
+    expect(mark).to_have_text("Verified")
+    # after a reload the number is still the verified one: no warning
+    alice.page.reload()
+    expect(alice.message("from my new computer")).to_be_visible()
+    expect(mark).to_have_text("Verified")
+    expect(warning).to_have_count(0)
+    assert alice.errors == []

@@ -5,7 +5,7 @@ import { ApiError, OfflineError, Stream, get, hooks, post, takeToken } from './a
 import { h, icon, replace } from './dom.js';
 import {
   applyMessage, applyRead, applyState, buildLayout, closeConversation, drawNotices, incoming,
-  markReadSoon, openConversation, refreshOpen, renderList, teardown,
+  markReadSoon, openConversation, recheckSafety, refreshOpen, renderList, teardown,
 } from './chat.js';
 import { renderLocked, renderNoToken, renderSetup } from './onboarding.js';
 import {
@@ -329,7 +329,10 @@ function onEvent(event) {
     case 'device_added':
       markKeyChanged(event.pubkey, true);
       state.dismissed.delete(event.pubkey);
-      if (state.current === event.pubkey) drawNotices();
+      if (state.current === event.pubkey) {
+        drawNotices();
+        recheckSafety(event.pubkey);
+      }
       break;
     case 'relay':
       state.relays.set(event.relay.url, event.relay);
@@ -350,9 +353,6 @@ window.addEventListener('keydown', (e) => {
   if ((e.ctrlKey || e.metaKey) && (e.key === 'k' || e.key === 'f')) {
     e.preventDefault();
     document.getElementById('search')?.focus();
-  } else if ((e.ctrlKey || e.metaKey) && e.key === 'n') {
-    e.preventDefault();
-    actions.newChat();
   }
 });
 

@@ -151,8 +151,8 @@ function drawList() {
           h('span', { class: 'conv-last' }, previewOf(conv)),
           conv.unread ? h('span', { class: 'unread' }, h('span', { 'aria-hidden': 'true' }, String(conv.unread)), vh(`, ${conv.unread} unread`)) : null)))));
   }
-  if (!fragment.childNodes.length) {
-    fragment.appendChild(h('li', { class: 'list-empty' }, q ? 'No conversation matches.' : 'No conversations yet.'));
+  if (!fragment.childNodes.length && !q) {
+    fragment.appendChild(h('li', { class: 'list-empty' }, 'No conversations yet.'));
   }
   replace(els.list, fragment);
   document.title = total ? `(${total}) X Chat` : 'X Chat';
@@ -414,9 +414,14 @@ export function drawNotices() {
   view.composer.hidden = requestState === 'request' || requestState === 'blocked';
 }
 
-async function checkSafety(pk, serial) {
+/** The contact's devices changed: read the safety number again (the mark may go). */
+export function recheckSafety(pk) {
+  if (view && view.pk === pk) checkSafety(pk, view.serial, true);
+}
+
+async function checkSafety(pk, serial, always = false) {
   const contact = state.contacts.get(pk);
-  if (!contact || !contact.verified) return;
+  if (!always && (!contact || !contact.verified)) return;
   try {
     const info = await get(`/api/contacts/${pk}/safety-number`);
     if (!view || view.serial !== serial) return;
@@ -804,6 +809,10 @@ export async function refreshOpen() {
   try {
     const page = await get(`/api/conversations/${v.pk}/messages?limit=${PAGE}`);
     if (view !== v) return;
+    if (page.length === PAGE && !page.some((m) => v.msgs.has(m.id))) {
+      openConversation(v.pk); // more arrived than a page while offline: start afresh
+      return;
+    }
     for (const m of page.reverse()) applyMessage(m);
     markReadSoon();
   } catch {

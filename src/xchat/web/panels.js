@@ -78,7 +78,7 @@ export async function openCard() {
 // -- a new chat --------------------------------------------------------------------------------
 
 export function openNewChat() {
-  const { body, close } = openDialog('New chat');
+  const { body, leave } = openDialog('New chat');
   const address = h('input', {
     type: 'text', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'none',
     placeholder: 'npub1… or nprofile1…', required: true,
@@ -105,7 +105,7 @@ export function openNewChat() {
       const contact = await post('/api/contacts', body);
       state.contacts.set(contact.pubkey, contact);
       await refreshConversations();
-      close();
+      leave();
       openConversation(contact.pubkey);
     } catch (err) {
       button.disabled = false;

@@ -88,13 +88,18 @@ export function openMenu(anchor, label, items) {
 
 /**
  * A modal <dialog> (focus trapped, Escape closes, focus returns to the opener).
- * Returns {dialog, body, close}.
+ * Returns {dialog, body, close, leave}; leave() closes without restoring the focus.
  */
 export function openDialog(title, { wide = false, onClose } = {}) {
   const id = `d-${Math.random().toString(36).slice(2)}`;
   const body = h('div', { class: 'dialog-body' });
   const dialog = h('dialog', { class: wide ? 'dialog wide' : 'dialog', 'aria-labelledby': id });
+  let restore = true;
   const close = () => dialog.close();
+  const leave = () => { // close, and let the caller put the focus elsewhere
+    restore = false;
+    dialog.close();
+  };
   dialog.append(
     h('header', { class: 'dialog-head' },
       h('h2', { id }, title),
@@ -105,14 +110,14 @@ export function openDialog(title, { wide = false, onClose } = {}) {
     closeMenu();
     dialog.remove();
     if (onClose) onClose();
-    if (opener && opener.isConnected && typeof opener.focus === 'function') opener.focus();
+    if (restore && opener && opener.isConnected && typeof opener.focus === 'function') opener.focus();
   });
   dialog.addEventListener('click', (e) => {
     if (e.target === dialog) close(); // a click on the backdrop
   });
   document.body.appendChild(dialog);
   dialog.showModal();
-  return { dialog, body, close };
+  return { dialog, body, close, leave };
 }
 
 /** A yes/no question; resolves true for yes. */

@@ -359,6 +359,18 @@ def test_lock_unlock_and_show_the_recovery_phrase(
     page.get_by_role("button", name="Settings").click()
     settings = page.get_by_role("dialog", name="Settings")
     expect(settings.get_by_role("list", name="Relays")).to_contain_text("Connected")
+    # relays: add one (live health shows it connecting, then connected), remove it
+    extra = relays().url
+    settings.get_by_label("Relay address").fill(extra)
+    settings.get_by_role("button", name="Add relay").click()
+    added = (
+        settings.get_by_role("list", name="Relays").get_by_role("listitem").filter(has_text=extra)
+    )
+    expect(added).to_contain_text("Connected")
+    assert extra in node.call("GET", "/api/relays")["inbox"]
+    settings.get_by_role("button", name=f"Remove relay {extra}").click()
+    expect(added).to_have_count(0)
+    assert extra not in node.call("GET", "/api/relays")["inbox"]
     receipts = settings.get_by_role("switch", name="Send read receipts")
     expect(receipts).to_be_checked()
     receipts.uncheck()
@@ -453,9 +465,24 @@ def test_small_screen_and_keyboard_only(
     user.shot("mobile-conversation")
     page.get_by_role("button", name="Back to conversations").click()
     expect(nav).to_be_visible()
-    expect(nav.get_by_role("button", name=re.compile("Bob"))).not_to_have_accessible_name(
-        re.compile("unread")
-    )
+    bob_item = nav.get_by_role("button", name=re.compile("Bob"))
+    expect(bob_item).not_to_have_accessible_name(re.compile("unread"))
+    # block: the conversation leaves the list; Settings can unblock
+    bob_item.click()
+    page.get_by_role("button", name="Conversation menu").click()
+    page.get_by_role("menuitem", name="Block").click()
+    page.get_by_role("dialog", name="Block Bob?").get_by_role("button", name="Block").click()
+    expect(page.get_by_text("You blocked Bob.")).to_be_visible()
+    expect(user.box()).to_be_hidden()
+    page.get_by_role("button", name="Back to conversations").click()
+    expect(nav).to_be_visible()
+    expect(bob_item).to_have_count(0)
+    listed = alice_node.call("GET", "/api/conversations")
+    assert bob_node.pubkey not in [c["pubkey"] for c in listed]
+    page.get_by_role("button", name="Settings").click()
+    page.get_by_role("dialog", name="Settings").get_by_role("button", name="Unblock Bob").click()
+    page.get_by_role("dialog", name="Settings").get_by_role("button", name="Close").click()
+    expect(bob_item).to_be_visible()
     assert user.errors == []
 
 

@@ -277,7 +277,7 @@ export function openSettings(actions) {
   const deviceInfo = h('dl', { class: 'facts' });
   const drawRelays = () => {
     const inbox = state.inbox || [];
-    const urls = new Set([...inbox, ...[...state.relays.values()].filter((r) => r.reading).map((r) => r.url)]);
+    const urls = new Set(state.inbox || [...state.relays.values()].filter((r) => r.reading).map((r) => r.url));
     if (!urls.size) {
       replace(relayList, h('li', { class: 'hint' }, 'No relays.'));
       return;

@@ -383,3 +383,26 @@ def test_web_app_is_served_with_a_strict_csp(pair: tuple[NodeProcess, NodeProces
     with urllib.request.urlopen(qr, timeout=10) as response:
         assert response.headers["Content-Type"].startswith("image/svg+xml")
         assert b"<svg" in response.read()
+
+
+def test_send_with_a_client_id_is_idempotent(pair: tuple[NodeProcess, NodeProcess]) -> None:
+    alice, bob = pair
+    alice.add(bob)
+    path = f"/api/conversations/{bob.pubkey}/messages"
+    body = {"text": "only once", "client_id": "ab" * 16}
+    first = alice.call("POST", path, body)
+    again = alice.call("POST", path, body)
+    assert again["id"] == first["id"] == "ab" * 16
+    wait_for(
+        lambda: [m["body"] for m in bob.messages(alice.pubkey)] == ["only once"],
+        what="the message at bob",
+    )
+    assert [m["body"] for m in alice.messages(bob.pubkey)] == ["only once"]
+    code, _ = _raw(alice, "POST", path, body=orjson.dumps({"text": "x", "client_id": "X"}))
+    assert code == 400
+    # the token survives a restart: an open tab reconnects
+    token = alice.api.token
+    alice.stop()
+    alice.start()
+    assert alice.api.token == token
+    assert stat.S_IMODE((alice.home.path / "api-token").stat().st_mode) == 0o600

@@ -39,8 +39,20 @@ def test_drops_duplicates_and_reordering_come_out_exactly_once_in_order(
     def conversation(node: NodeProcess, peer: NodeProcess) -> list[str]:
         return [m["body"] for m in node.messages(peer.pubkey)]
 
-    wait_for(lambda: conversation(bob, alice) == expected, what="bob's view", timeout=90)
-    wait_for(lambda: conversation(alice, bob) == expected, what="alice's view", timeout=90)
+    for node, peer in ((bob, alice), (alice, bob)):
+        try:
+            wait_for(lambda n=node, p=peer: conversation(n, p) == expected, timeout=90)
+        except AssertionError:
+            got = conversation(node, peer)
+            states = [
+                (m["body"], m["state"], m["state_detail"])
+                for m in peer.messages(node.pubkey)
+                if m["outgoing"] and m["body"] not in got
+            ]
+            raise AssertionError(
+                f"missing at {node.home.path.name}: {states}; "
+                f"status {node.status()}; faults {first.stats()}"
+            ) from None
     reacted = bob.messages(alice.pubkey)[0]
     assert reacted["reactions"] == {alice.pubkey: "🎉"}
     # every message exactly once (ids unique) and the faults really happened

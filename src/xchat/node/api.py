@@ -320,7 +320,8 @@ class Api:
         data = await _body(request)
         text = _field(data, "text", str)
         reply_to = _field(data, "reply_to", str, required=False)
-        row = await self.node.send_text(_pubkey(request), text, reply_to)
+        client_id = _field(data, "client_id", str, required=False)
+        row = await self.node.send_text(_pubkey(request), text, reply_to, client_id)
         return _json(message_json(row), 201)
 
     async def mark_read(self, request: web.Request) -> web.Response:

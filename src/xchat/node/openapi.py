@@ -288,10 +288,20 @@ _PATHS: dict[str, Any] = {
             ],
         ),
         "post": _op(
-            "Send a text (or a reply); returns once it is stored, state queued",
+            (
+                "Send a text (or a reply); returns once it is stored, state queued. The "
+                "same client_id again returns the same message (safe to resend)"
+            ),
             _ref("Message"),
             code="201",
-            body=_obj({"text": _STR, "reply_to": _STR}, ["text"]),
+            body=_obj(
+                {
+                    "text": _STR,
+                    "reply_to": _STR,
+                    "client_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                },
+                ["text"],
+            ),
             params=[_PUBKEY_PARAM],
         ),
     },

@@ -40,6 +40,7 @@ log = logging.getLogger("xchat.node")
 
 DEFAULT_API_PORT: Final = 7440
 RUNTIME_FILE: Final = "node.json"
+TOKEN_FILE: Final = "api-token"  # noqa: S105 - a file name, not a secret
 
 
 def read_runtime(home: Home) -> dict[str, Any] | None:
@@ -216,6 +217,21 @@ class NodeHost:
         return unlocked.identity.phrase
 
 
+def _api_token(home: Home) -> str:
+    """The API's bearer token: made once, kept owner-only in the home, so that an open
+    X Chat Web tab reconnects after the node restarts. Delete the file to revoke it."""
+    path = home.path / TOKEN_FILE
+    try:
+        token = path.read_text(encoding="ascii").strip()
+        if len(token) >= 32:
+            return token
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    token = secrets.token_urlsafe(32)
+    write_private(path, token.encode())
+    return token
+
+
 async def run_node(
     home: Home,
     unlocked: Unlocked | None,
@@ -232,7 +248,7 @@ async def run_node(
     host = NodeHost(home, relays, embedded)
     if unlocked is not None:
         await host.start(unlocked)
-    token = secrets.token_urlsafe(32)
+    token = _api_token(home)
     port_ref = [port]
     app = make_app(host, token, port_ref)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)

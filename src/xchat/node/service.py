@@ -90,7 +90,7 @@ from xchat.store.node import (
     OutboxRow,
     SessionRow,
 )
-from xchat.wire.event import Event, parse_event
+from xchat.wire.event import Event, is_hex, parse_event
 from xchat.wire.relay_url import normalize_relay_url
 
 __all__ = [
@@ -639,15 +639,34 @@ class Node:
         self._last_sent_at = sent_at
         return sent_at
 
-    async def send_text(self, pubkey: str, body: str, reply_to: str | None = None) -> MessageRow:
-        """Persist, seal and queue a text (or a reply); returns once it is durable."""
+    async def send_text(
+        self,
+        pubkey: str,
+        body: str,
+        reply_to: str | None = None,
+        client_id: str | None = None,
+    ) -> MessageRow:
+        """Persist, seal and queue a text (or a reply); returns once it is durable.
+
+        ``client_id`` (32 hex digits, chosen by the caller) makes the call idempotent:
+        sending again with the same id returns the message already queued, so a client
+        can safely resend after losing the answer.
+        """
+        if client_id is not None:
+            if not is_hex(client_id, 32):
+                raise InvalidInput("a client message id is 32 lowercase hex digits")
+            known = await self._db(self._by_client_id, client_id)
+            if known is not None:
+                if known.conversation != pubkey:
+                    raise InvalidInput("that client message id was used in another conversation")
+                return known
         contact = await self._db(self.store.get_contact, pubkey)
         if contact is None:
             raise InvalidInput("that address is not one of your contacts; add it first")
         if contact.state == "blocked":
             raise InvalidInput("this contact is blocked; unblock them to send")
         sent_at = self._next_sent_at()
-        message_id = new_message_id(self._rng)
+        message_id = client_id or new_message_id(self._rng)
         try:
             message: AppMessage = (
                 Reply(message_id, sent_at, body, reply_to)
@@ -656,7 +675,14 @@ class Node:
             )
         except LocalProtocolError as exc:
             raise InvalidInput(str(exc)) from None
-        return await self._send(contact, message, store_row=True)
+        return await self._send(contact, message, store_row=True, client_id=client_id)
+
+    def _by_client_id(self, client_id: str) -> MessageRow | None:
+        row = self.store.get_message(client_id)
+        if row is not None and row.outgoing:
+            return row
+        mapped = self.store.get_setting(f"client-id:{client_id}")  # NIP-17: the rumor id
+        return self.store.get_message(mapped) if mapped else None
 
     async def react(self, message_id: str, emoji: str) -> MessageRow:
         row = await self._message(message_id)
@@ -725,6 +751,7 @@ class Node:
         *,
         store_row: bool = False,
         effect: Callable[[NodeStore], Any] | None = None,
+        client_id: str | None = None,
     ) -> MessageRow:
         now = int(self._clock())
         targets = await self._targets(contact)
@@ -773,6 +800,8 @@ class Node:
                 write(store)
             if store_row:
                 store.insert_message(row)
+                if client_id is not None and row.id != client_id:
+                    store.set_setting(f"client-id:{client_id}", row.id)
             if effect is not None:
                 effect(store)
             for item in outbox:

@@ -97,6 +97,9 @@ def test_every_response_matches_the_openapi_document(pair: tuple[NodeProcess, No
         "POST", f"/api/contacts/{peer}/verify", "/api/contacts/{pubkey}/verify", {"verified": True}
     )
     assert verified["verified"] is True
+    listed = call("GET", "/api/contacts", "/api/contacts")[0]
+    assert listed["verified"] is True
+    assert listed["verification_changed"] is False
     sent = call(
         "POST",
         f"/api/conversations/{peer}/messages",

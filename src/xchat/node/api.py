@@ -38,7 +38,7 @@ from xchat.errors import (
     XChatError,
 )
 from xchat.node import openapi
-from xchat.node.service import Node, contact_json, message_json
+from xchat.node.service import Node, message_json
 from xchat.store.node import ConversationRow
 
 if TYPE_CHECKING:
@@ -271,14 +271,14 @@ class Api:
 
     async def contacts(self, request: web.Request) -> web.Response:
         rows = await self.node._db(self.node.store.contacts)
-        return _json([contact_json(c) for c in rows])
+        return _json([self.node.contact_view(c) for c in rows])
 
     async def add_contact(self, request: web.Request) -> web.Response:
         data = await _body(request)
         address = _field(data, "address", str)
         name = _field(data, "name", str, required=False)
         contact = await self.node.add_contact(address, name)
-        return _json(contact_json(contact), 201)
+        return _json(self.node.contact_view(contact), 201)
 
     async def update_contact(self, request: web.Request) -> web.Response:
         data = await _body(request)
@@ -287,7 +287,7 @@ class Api:
             name=_field(data, "name", str, required=False),
             state=_field(data, "state", str, required=False),
         )
-        return _json(contact_json(contact))
+        return _json(self.node.contact_view(contact))
 
     async def safety_number(self, request: web.Request) -> web.Response:
         return _json(await self.node.safety_number(_pubkey(request)))

@@ -92,6 +92,7 @@ _SCHEMAS: dict[str, Any] = {
             "relays": _array(_STR),
             "forward_secret": _BOOL,
             "verified": _BOOL,
+            "verification_changed": _BOOL,
             "created_at": _INT,
         }
     ),

@@ -1,11 +1,11 @@
 """``xchat up``: run a node, its local API and (when needed) an embedded relay.
 
 The node writes ``<home>/node.json`` (owner-only) while it runs: the API's URL, the
-bearer token (new at every start) and its process id. The CLI reads it to talk to the
-node; the file is removed at shutdown. With no relay configured anywhere, an
-``xchat relay`` child process is started on 127.0.0.1 (port 7447, database
-``<home>/relay.sqlite3``); if that port is taken by another X Chat relay on this
-machine, that one is used.
+bearer token (kept in ``<home>/api-token`` across restarts) and its process id. The
+CLI reads it to talk to the node; the file is removed at shutdown. With no relay
+configured anywhere, an ``xchat relay`` child process is started on 127.0.0.1 (port
+7447, database ``<home>/relay.sqlite3``); if that port is taken by another X Chat
+relay on this machine, that one is used.
 """
 
 from __future__ import annotations

@@ -244,6 +244,8 @@ class Node:
         #: Reactions, edits and deletions that arrived before their message, by target id
         #: (used only on the store thread, inside commits).
         self._early: OrderedDict[str, list[tuple[str, Reaction | Edit | Delete]]] = OrderedDict()
+        #: Safety numbers by contact, with the device set they were computed for.
+        self._numbers: dict[str, tuple[frozenset[str], str]] = {}
         #: Days of mailbox keys to read: more after the node was off for days.
         self._lookback = LIVE_LOOKBACK
         self.stats = _Stats()
@@ -501,7 +503,7 @@ class Node:
         await self.refresh_contact(pubkey)
         updated = await self._db(self.store.get_contact, pubkey)
         assert updated is not None
-        self._emit({"type": "contact", "contact": contact_json(updated)})
+        self._emit({"type": "contact", "contact": self.contact_view(updated)})
         if existing is not None and existing.state == "request":
             await self._send_pending_receipts(pubkey)
         return updated
@@ -578,7 +580,7 @@ class Node:
                 raise InvalidInput("a contact's state can be set to accepted or blocked")
             contact.state = state
         await self._commit(lambda store: store.upsert_contact(contact))
-        self._emit({"type": "contact", "contact": contact_json(contact)})
+        self._emit({"type": "contact", "contact": self.contact_view(contact)})
         if previous == "request" and contact.state == "accepted":
             # where do they read their mail? (their relays, not ours, carry the replies)
             await self.refresh_contact(pubkey)
@@ -606,6 +608,19 @@ class Node:
             if contact.pubkey == pubkey:
                 return contact
         raise InvalidInput("that address is not one of your contacts; add it first")
+
+    def contact_view(self, contact: ContactRow) -> dict[str, Any]:
+        """:func:`contact_json` with the verified mark checked against today's devices."""
+        current = None
+        if contact.verified is not None:
+            key = PublicKey.from_hex(contact.pubkey)
+            devices = frozenset(self.channel.peer_devices(key))
+            cached = self._numbers.get(contact.pubkey)
+            if cached is None or cached[0] != devices:
+                cached = (devices, self.channel.safety_number(key)[0])
+                self._numbers[contact.pubkey] = cached
+            current = cached[1]
+        return contact_json(contact, current)
 
     async def safety_number(self, pubkey: str) -> dict[str, Any]:
         contact = await self._db(self.store.get_contact, pubkey)
@@ -1428,8 +1443,9 @@ def _device_upsert(row: DeviceRow) -> Callable[[NodeStore], bool]:
     return lambda store: store.upsert_device(row)
 
 
-def contact_json(contact: ContactRow) -> dict[str, Any]:
-    """The API's view of a contact (docs/api.md)."""
+def contact_json(contact: ContactRow, current_number: str | None = None) -> dict[str, Any]:
+    """The API's view of a contact (docs/api.md). ``current_number`` is today's safety
+    number with them, needed only if they were verified (see Node.contact_view)."""
     card = ContactCard.create(PublicKey.from_hex(contact.pubkey), tuple(contact.relays[:3]))
     return {
         "pubkey": contact.pubkey,
@@ -1439,6 +1455,9 @@ def contact_json(contact: ContactRow) -> dict[str, Any]:
         "state": contact.state,
         "relays": contact.relays,
         "forward_secret": not contact.nip17_only,
-        "verified": contact.verified is not None,
+        "verified": contact.verified is not None and contact.verified == current_number,
+        "verification_changed": contact.verified is not None
+        and current_number is not None
+        and contact.verified != current_number,
         "created_at": contact.created_at,
     }

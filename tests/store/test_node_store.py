@@ -607,14 +607,24 @@ def test_due_outbox(store: NodeStore) -> None:
     ]
     for row in rows:
         store.add_outbox(row)
-    assert [r.message_id for r in store.due_outbox(100)] == ["m1", "m3", "m6"]
-    assert [r.message_id for r in store.due_outbox(100, limit=2)] == ["m1", "m3"]
+    # the longest due first
+    assert [r.message_id for r in store.due_outbox(100)] == ["m3", "m1", "m6"]
+    assert [r.message_id for r in store.due_outbox(100, limit=2)] == ["m3", "m1"]
     assert [r.message_id for r in store.due_outbox(9)] == []
-    assert [r.message_id for r in store.due_outbox(2**62)] == ["m1", "m2", "m3", "m6"]
+    assert [r.message_id for r in store.due_outbox(2**62)] == ["m3", "m1", "m6", "m2"]
     rows[0].state = "done"
     store.update_outbox(rows[0])
     assert [r.message_id for r in store.due_outbox(100)] == ["m3", "m6"]
     assert store.due_outbox(100)[0] == rows[2]
+    plan = (
+        store._db()
+        .execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE state IN ('unsealed', 'pending')"
+            " AND next_attempt_at <= 100 ORDER BY next_attempt_at, id LIMIT 5"
+        )
+        .fetchall()
+    )
+    assert "outbox_due" in str(plan)
 
 
 # --- seen -------------------------------------------------------------------------------------
@@ -1036,3 +1046,22 @@ def test_constants() -> None:
     assert set(STATE_RANK) | {"failed"} == set(MESSAGE_STATES)
     assert CONTACT_STATES == ("accepted", "request", "blocked")
     assert {"CONTACT_STATES", "STATE_RANK", "NodeStore"} <= set(node_module.__all__)
+
+
+def test_outbox_housekeeping(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "house.db", bytes(range(32)))
+    store.open()
+    try:
+        for i in range(3):
+            store.add_outbox(
+                OutboxRow(0, "m1", "p" * 64, "{}", ["ws://a"], [], "pending", 0, 100 - i, "", 1)
+            )
+        store.add_outbox(OutboxRow(0, "m2", "p" * 64, "{}", ["ws://a"], [], "done", 0, 0, "", 1))
+        assert store.outbox_waiting() == 3
+        due = store.due_outbox(1000)
+        assert [r.next_attempt_at for r in due] == [98, 99, 100]  # longest due first
+        assert store.delete_outbox("m1") == 3
+        assert store.outbox_waiting() == 0
+        assert store.set_detail("nothing", "x") is False
+    finally:
+        store.close()

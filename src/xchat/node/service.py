@@ -125,6 +125,10 @@ _RECHECK_BUNDLES: Final = 600
 _CURSOR_SAVE_EVERY: Final = 10
 #: Early effects kept waiting for their target message.
 _EARLY_EFFECTS: Final = 2000
+#: Events queued for one stream subscriber before it must resync instead.
+_STREAM_BACKLOG: Final = 10_000
+#: Delivery receipts wait this long to be sent together (seconds).
+_RECEIPT_DELAY: Final = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +248,8 @@ class Node:
         #: Reactions, edits and deletions that arrived before their message, by target id
         #: (used only on the store thread, inside commits).
         self._early: OrderedDict[str, list[tuple[str, Reaction | Edit | Delete]]] = OrderedDict()
+        #: Delivery receipts waiting to go out together, by contact.
+        self._delivered: dict[str, list[str]] = {}
         #: Safety numbers by contact, with the device set they were computed for.
         self._numbers: dict[str, tuple[frozenset[str], str]] = {}
         #: Days of mailbox keys to read: more after the node was off for days.
@@ -314,6 +320,9 @@ class Node:
 
     async def close(self) -> None:
         """Stop reading and publishing; commit what is pending; close the store."""
+        for pubkey in list(self._delivered):  # receipts still waiting: queue them now
+            with contextlib.suppress(XChatError):
+                await self._send_receipt(pubkey, Delivered, self._delivered.pop(pubkey))
         if hasattr(self, "pool"):
             await self.pool.close()
         for task in self._tasks:
@@ -420,9 +429,14 @@ class Node:
     # -- events for the API ---------------------------------------------------------
 
     def _emit(self, event: dict[str, Any]) -> None:
+        """Tell every subscriber. One that fell too far behind loses its backlog and gets
+        ``{"type": "resync"}`` instead: it must reload what it shows from the API."""
         for queue in list(self._subscribers):
-            if queue.qsize() < 10_000:
-                queue.put_nowait(event)
+            if queue.qsize() >= _STREAM_BACKLOG:
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait({"type": "resync"})
+            queue.put_nowait(event)
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
@@ -913,29 +927,34 @@ class Node:
             item.next_attempt_at = int(self._clock() + delay)
             item.last_error = "; ".join(errors)
 
-        def apply(store: NodeStore) -> tuple[str, str] | None:
+        def apply(store: NodeStore) -> tuple[str, str, bool] | None:
+            """(state, detail, sent) of the message if it changed."""
             store.update_outbox(item)
             if item.state == "done":
                 siblings = store.outbox_for(item.message_id)
-                if all(s.state == "done" for s in siblings):
-                    accepted = sorted({url for s in siblings for url in s.accepted})
-                    detail = " ".join(accepted)
-                    if store.set_state(item.message_id, "sent", detail):
-                        return ("sent", detail)
+                if not all(s.state == "done" for s in siblings):
+                    return None
+                detail = " ".join(sorted({url for s in siblings for url in s.accepted}))
+                store.delete_outbox(item.message_id)  # its work is done: keep the table small
+                if store.set_state(item.message_id, "sent", detail):
+                    return ("sent", detail, True)
+                # a receipt came first (it is already delivered): record the relays anyway
+                if store.set_detail(item.message_id, detail):
+                    row = store.get_message(item.message_id)
+                    return (row.state, detail, True) if row is not None else None
                 return None
             if message_state is not None and store.set_state(item.message_id, *message_state):
-                return message_state
+                return (*message_state, False)
             return None
 
         changed = await self._commit(apply)
         if changed is not None:
-            if changed[0] == "sent":
+            state, detail, sent = changed
+            if sent:
                 self.stats.sent += 1
             else:
                 self.stats.failed += 1
-            self._emit(
-                {"type": "state", "id": item.message_id, "state": changed[0], "detail": changed[1]}
-            )
+            self._emit({"type": "state", "id": item.message_id, "state": state, "detail": detail})
         if item.state == "pending":
             self._wake_outbox.set()
 
@@ -1121,6 +1140,23 @@ class Node:
             if self._sessions_opened_since_bundle * 2 >= self.config.one_time_keys:
                 self._tasks.append(asyncio.create_task(self._announce()))
         for pubkey, targets in receipts.items():
+            self._queue_delivered(pubkey, targets)
+
+    def _queue_delivered(self, pubkey: str, targets: list[str]) -> None:
+        """Delivery receipts go out together, a moment later: one envelope for a burst
+        of messages instead of one each (the peer sees "delivered" 0.2 s later)."""
+        pending = self._delivered.setdefault(pubkey, [])
+        first = not pending
+        pending.extend(targets)
+        if first:
+            task = asyncio.create_task(self._flush_delivered(pubkey))
+            self._tasks.append(task)
+            task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _flush_delivered(self, pubkey: str) -> None:
+        await asyncio.sleep(_RECEIPT_DELAY)
+        targets = self._delivered.pop(pubkey, [])
+        if targets:
             await self._send_receipt(pubkey, Delivered, targets)
 
     def _apply_incoming(
@@ -1237,6 +1273,9 @@ class Node:
         ids = [r.id for r in rows if not r.outgoing and r.forward_secret]
         if ids:
             await self._send_receipt(pubkey, Delivered, ids)
+        read = [r.id for r in rows if not r.outgoing and r.forward_secret and r.state == "read"]
+        if read and await self.read_receipts_enabled():
+            await self._send_receipt(pubkey, Read, read)
 
     async def mark_read(self, pubkey: str) -> list[str]:
         """Mark a conversation read; sends a read receipt if the user allows them."""
@@ -1299,7 +1338,7 @@ class Node:
             )
 
     async def status(self) -> dict[str, Any]:
-        due = await self._db(self.store.due_outbox, 2**62)
+        waiting = await self._db(self.store.outbox_waiting)
         return {
             "npub": self.identity.npub,
             "pubkey": self.pubkey,
@@ -1307,7 +1346,7 @@ class Node:
             "uptime": round(self._clock() - self.started_at, 1),
             "relays": [h.to_json() for h in self.pool.health()],
             "embedded_relay": self.embedded_relay,
-            "outbox_pending": len(due),
+            "outbox_pending": waiting,
             "sessions": len(self.channel.sessions()),
             "received": self.stats.received,
             "rejected": self.stats.rejected,

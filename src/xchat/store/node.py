@@ -832,19 +832,46 @@ class NodeStore:
             raise InvalidInput("there is no outbox row with that id")
 
     def due_outbox(self, now: int, limit: int = 500) -> list[OutboxRow]:
-        """Rows in state unsealed or pending whose next attempt is due, oldest first."""
+        """Rows in state unsealed or pending whose next attempt is due, the longest due
+        first (ordered so that SQLite walks the partial index ``outbox_due``, never the
+        whole table)."""
         _check_limit(limit)
         with _GUARD:
             rows = (
                 self._db()
                 .execute(
                     f"{_SELECT_OUTBOX} WHERE state IN ('unsealed', 'pending')"
-                    " AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+                    " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
                     (now, limit),
                 )
                 .fetchall()
             )
             return [_outbox(row) for row in rows]
+
+    def outbox_waiting(self) -> int:
+        """How many rows are unsealed or pending (due or not)."""
+        with _GUARD:
+            row = (
+                self._db()
+                .execute("SELECT count(*) FROM outbox WHERE state IN ('unsealed', 'pending')")
+                .fetchone()
+            )
+        return int(row[0])
+
+    def delete_outbox(self, message_id: str) -> int:
+        """Forget a message's outbox rows (once every one is done); the number deleted."""
+        with _GUARD:
+            cursor = self._db().execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+        return int(cursor.rowcount)
+
+    def set_detail(self, message_id: str, detail: str) -> bool:
+        """Replace an outgoing message's state detail without touching its state."""
+        with _GUARD:
+            cursor = self._db().execute(
+                "UPDATE messages SET state_detail = ? WHERE id = ? AND outgoing = 1",
+                (detail, message_id),
+            )
+        return cursor.rowcount > 0
 
     def outbox_for(self, message_id: str) -> list[OutboxRow]:
         """Every outbox row of a message, in any state, oldest first."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.node.nodes import PASSPHRASE, wait_for
 from tests.relay.conftest import RelayProcess
@@ -150,6 +150,17 @@ def start_chat(user: User, address: str, name: str) -> None:
 
 def state_of(user: User, text: str) -> Locator:
     return user.message(text).locator(".state-text")
+
+
+def outbox(user: User) -> list[str]:
+    """The sends waiting in the tab's outbox (sessionStorage), by their client_id."""
+    return list(
+        user.page.evaluate(
+            """() => Object.keys(sessionStorage)
+                .filter((key) => key.startsWith('xchat.outbox.'))
+                .flatMap((key) => JSON.parse(sessionStorage.getItem(key)).map((m) => m.id))"""
+        )
+    )
 
 
 def message_action(user: User, text: str, action: str) -> None:
@@ -326,23 +337,71 @@ def test_relay_killed_then_back_and_node_restarted(
     )
     expect(alice.box()).to_have_value("a draft being typed")
 
-    # The node stops: the app says it is offline, and a send keeps its text in the box.
+    # The node stops: the app says it is offline; a send waits in the tab's outbox.
     alice_node.stop()
-    expect(alice.page.get_by_text("Can't reach your X Chat node")).to_be_visible()
-    alice.box().fill("typed while the node is down")
+    offline = alice.page.get_by_text("Can't reach your X Chat node")
+    expect(offline).to_be_visible()
+    down = "typed while the node is down"
+    alice.box().fill(down)
     alice.box().press("Enter")
-    expect(alice.page.get_by_text("Not sent")).to_be_visible()
-    expect(alice.box()).to_have_value("typed while the node is down")
+    expect(state_of(alice, down)).to_have_text("Queued (waiting for your node)")
+    expect(alice.box()).to_have_value("")
+    alice.box().fill("a draft while it waits")
     alice.shot("offline-node")
     # it comes back with the same token (kept in the home): the tab reconnects by itself
+    # and sends what waited, with the same client_id: it arrives once
     alice_node.start()
-    expect(alice.page.get_by_text("Can't reach your X Chat node")).to_have_count(
-        0, timeout=45_000
-    )
+    expect(offline).to_have_count(0, timeout=45_000)
     expect(alice.message("during the outage")).to_be_visible()
-    expect(alice.box()).to_have_value("typed while the node is down")
+    expect(state_of(alice, down)).to_have_text(re.compile("Sent|Delivered|Read"), timeout=45_000)
+    expect(alice.page.get_by_text("Queued (waiting for your node)")).to_have_count(0)
+    expect(alice.box()).to_have_value("a draft while it waits")
+    assert outbox(alice) == []
+
+    # An answer lost on the way although the node stored the message: the app sends it
+    # again with the same client_id, and it is still one message.
+    lost = "its answer was lost"
+
+    lost_answers: list[str] = []
+
+    def lose_the_answer(route: Route) -> None:
+        if route.request.method != "POST" or lost_answers:
+            route.fallback()
+            return
+        lost_answers.append(route.fetch().json()["id"])  # the node takes it...
+        route.abort("connectionreset")  # ...and the tab never hears back
+
+    tries: list[str] = []
+    alice.page.on(
+        "request",
+        lambda r: (
+            tries.append(r.post_data_json["client_id"])
+            if r.method == "POST" and r.url.endswith("/messages")
+            else None
+        ),
+    )
+    alice.page.route("**/api/conversations/*/messages", lose_the_answer)
+    alice.box().fill(lost)
     alice.box().press("Enter")
-    expect(alice.message("typed while the node is down")).to_be_visible()
+    expect(state_of(alice, lost)).to_have_text(re.compile("Sent|Delivered|Read"), timeout=45_000)
+    alice.page.unroute("**/api/conversations/*/messages", lose_the_answer)
+    assert len(lost_answers) == 1
+    # tried twice, both times with the client_id that became the message's id
+    assert tries.count(lost_answers[0]) == 2
+    alice.send("the last one")
+
+    def at_bob() -> list[str]:
+        return [m["body"] for m in bob_node.messages(alice_node.pubkey)]
+
+    wait_for(lambda: "the last one" in at_bob(), timeout=45, what="the last message at Bob")
+    # sends go in order, so a second copy of either would have come before the last one
+    assert at_bob().count(down) == 1
+    assert at_bob().count(lost) == 1
+    mine = [m["body"] for m in alice_node.messages(bob_node.pubkey)]
+    assert mine.count(down) == mine.count(lost) == 1
+    for text in (down, lost):
+        expect(alice.conversation().locator("li.msg").filter(has_text=text)).to_have_count(1)
+    assert outbox(alice) == []
     assert alice.errors == []
 
 
@@ -399,6 +458,15 @@ def test_lock_unlock_and_show_the_recovery_phrase(
     expect(page.get_by_role("button", name="New chat")).to_be_visible()
     # a reload while unlocked goes straight to the chats (the token stays in this tab)
     page.reload()
+    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    # a revoked token (the api-token file deleted, so the next start makes a new one) ends
+    # the session; the new login link brings it back
+    node.stop()
+    (node.home.path / "api-token").unlink()
+    node.start()
+    expect(page.get_by_role("heading", name="This session has ended")).to_be_visible(timeout=30_000)
+    user.shot("session-ended")
+    page.goto(node.login_url)
     expect(page.get_by_role("button", name="New chat")).to_be_visible()
     assert user.errors == []
 
@@ -502,6 +570,9 @@ def test_a_contacts_new_device_is_a_clear_warning(
     wait_for(lambda: alice_node.messages(bob_node.pubkey), what="the first message")
     alice_node.call("POST", f"/api/contacts/{bob_node.pubkey}/verify", {"verified": True})
     alice = open_app(browser, alice_node)
+    nav = alice.page.get_by_role("navigation", name="Conversations")
+    in_list = nav.get_by_role("button", name=re.compile("Bob"))
+    expect(in_list).to_have_accessible_name(re.compile("Bob Verified"))
     alice.open_chat("Bob")
     mark = alice.page.locator(".chat-title .verified")
     expect(mark).to_have_text("Verified")
@@ -516,7 +587,14 @@ def test_a_contacts_new_device_is_a_clear_warning(
     expect(alice.message("from my new computer")).to_be_visible()
     expect(warning).to_be_visible()
     expect(mark).to_have_count(0)
+    expect(in_list).to_have_accessible_name(re.compile("Bob Safety number changed"))
     alice.shot("key-change")
+    # the node knows it too: a new tab (nothing in its sessionStorage) warns the same way
+    other = open_app(browser, alice_node)
+    other.open_chat("Bob")
+    expect(other.page.get_by_role("alert")).to_contain_text("safety number has changed")
+    expect(other.page.locator(".chat-title .verified")).to_have_count(0)
+    other.page.context.close()
     warning.get_by_role("button", name="Verify safety number").click()
     dialog = alice.page.get_by_role("dialog", name="Verify Bob")
     expect(dialog.get_by_role("alert")).to_contain_text("changed since you verified")
@@ -525,6 +603,7 @@ def test_a_contacts_new_device_is_a_clear_warning(
     dialog.get_by_role("button", name="Close").click()
     expect(warning).to_have_count(0)
     expect(mark).to_have_text("Verified")
+    expect(in_list).to_have_accessible_name(re.compile("Bob Verified"))
     # after a reload the number is still the verified one: no warning
     alice.page.reload()
     expect(alice.message("from my new computer")).to_be_visible()

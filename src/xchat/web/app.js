@@ -4,13 +4,13 @@
 import { ApiError, OfflineError, Stream, get, hooks, post, takeToken } from './api.js';
 import { h, icon, replace } from './dom.js';
 import {
-  applyMessage, applyRead, applyState, buildLayout, closeConversation, drawNotices, incoming,
-  markReadSoon, openConversation, recheckSafety, refreshOpen, renderList, teardown,
+  applyMessage, applyRead, applyState, buildLayout, closeConversation, flushOutbox, incoming,
+  markReadSoon, openConversation, refreshOpen, renderList, teardown, trustChanged,
 } from './chat.js';
 import { renderLocked, renderNoToken, renderSetup } from './onboarding.js';
 import {
-  applyContact, openCard, openNewChat, openSettings, refreshConversations, relaysChanged,
-  setContactState,
+  applyContact, openCard, openNewChat, openSettings, refreshContacts, refreshConversations,
+  relaysChanged, setContactState,
 } from './panels.js';
 import { markKeyChanged, relayConnected, state } from './state.js';
 import { closeMenu, toast } from './ui.js';
@@ -262,6 +262,7 @@ function onStreamOpen() {
   banner('offline', null);
   if (wasOffline) resync();
   updateRelayBanner();
+  flushOutbox(); // what waited for the node goes out now, each message once
 }
 
 function onStreamClose() {
@@ -327,12 +328,11 @@ function onEvent(event) {
       applyContact(event.contact);
       break;
     case 'device_added':
+      // the safety number changed: warn in this tab now; the contact's marks follow
       markKeyChanged(event.pubkey, true);
       state.dismissed.delete(event.pubkey);
-      if (state.current === event.pubkey) {
-        drawNotices();
-        recheckSafety(event.pubkey);
-      }
+      trustChanged(event.pubkey);
+      refreshContacts().catch(() => {});
       break;
     case 'relay':
       state.relays.set(event.relay.url, event.relay);

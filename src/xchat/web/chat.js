@@ -4,11 +4,18 @@
 // DOM insert of a fragment; older pages load when the top of the history scrolls into
 // view. Nothing is fetched per message (a reply's quote is looked up only if its
 // original is not loaded).
+//
+// Sending: every message gets a client_id before its first try and goes through the
+// outbox (state.js). If the node cannot be reached, it stays there, shown as waiting, and
+// is sent again with the same client_id when the node is back: never lost, never twice.
 
 import { ApiError, OfflineError, del, get, patch, post } from './api.js';
 import { announce, clear, dayKey, dayLabel, fullTime, h, icon, replace, shortKey, shortWhen, timeOf, vh } from './dom.js';
 import { openContactInfo, openVerify, renameContact, setContactState } from './panels.js';
-import { before, displayName, loadDraft, saveDraft, state } from './state.js';
+import {
+  before, displayName, loadDraft, newClientId, outboxAdd, outboxAll, outboxOf, outboxRemove,
+  outboxUpdate, saveDraft, state,
+} from './state.js';
 import { closeMenu, confirmDialog, openMenu, toast } from './ui.js';
 
 const PAGE = 50;
@@ -21,6 +28,7 @@ const STATES = {
   failed: { label: 'Failed', icon: 'alert' },
 };
 const RANK = { queued: 0, sent: 1, delivered: 2, read: 3, failed: 1 };
+const WAITING = 'Queued (waiting for your node)';
 
 let els = null; // the layout's fixed elements
 let view = null; // the open conversation
@@ -144,6 +152,7 @@ function drawList() {
       h('span', { class: 'conv-main' },
         h('span', { class: 'conv-top' },
           h('span', { class: 'conv-name' }, name),
+          trustMark(conv.pubkey),
           conv.state === 'request' ? h('span', { class: 'tag' }, 'Request') : null,
           h('time', { class: 'conv-time', datetime: conv.last_activity ? new Date(conv.last_activity).toISOString() : null },
             shortWhen(conv.last_activity))),
@@ -160,6 +169,25 @@ function drawList() {
     const again = els.list.querySelector(`button[data-pk="${focused}"]`);
     if (again) again.focus();
   }
+}
+
+/** The contact's safety number changed since it was verified (or, this tab saw a new device). */
+function numberChanged(pk) {
+  const contact = state.contacts.get(pk);
+  return Boolean((contact && contact.verification_changed) || state.keyChanged.has(pk));
+}
+
+/** In the list: a shield for a verified contact, a warning when the number changed. */
+function trustMark(pk) {
+  const contact = state.contacts.get(pk);
+  if (numberChanged(pk)) {
+    return h('span', { class: 'trust changed', title: 'The safety number changed: verify it again' },
+      icon('alert'), vh('Safety number changed'));
+  }
+  if (contact && contact.verified) {
+    return h('span', { class: 'trust ok', title: 'You verified this safety number' }, icon('shield'), vh('Verified'));
+  }
+  return null;
 }
 
 function initial(name) {
@@ -254,6 +282,7 @@ export async function openConversation(pk, { focus = null } = {}) {
   } catch (error) {
     if (serial !== viewSerial) return;
     replace(view.listEl, h('li', { class: 'list-empty' }, `Could not load messages: ${errorText(error)}`));
+    drawPending();
     return;
   }
   if (serial !== viewSerial) return;
@@ -262,6 +291,7 @@ export async function openConversation(pk, { focus = null } = {}) {
   view.listEl.appendChild(renderMessages(page.messages, null));
   view.loaded = true;
   updateTop();
+  drawPending();
   if (focus && view.els.has(focus.id)) {
     const li = view.els.get(focus.id);
     li.classList.add('flash');
@@ -272,7 +302,6 @@ export async function openConversation(pk, { focus = null } = {}) {
     if (window.matchMedia('(min-width: 760px)').matches || !focus) view.box.focus({ preventScroll: true });
   }
   markReadSoon();
-  checkSafety(pk, serial);
 }
 
 /** The newest page, or pages back to a search hit (bounded). */
@@ -297,21 +326,21 @@ function makeView(pk, serial) {
   const scroller = h('div', { class: 'messages', tabindex: '0', role: 'log', 'aria-live': 'off', 'aria-label': 'Messages' });
   const listEl = h('ol', { class: 'message-list' }, h('li', { class: 'list-empty' }, 'Loading…'));
   const top = h('div', { class: 'history-top' });
-  scroller.append(top, listEl);
+  const pendingEl = h('ol', { class: 'message-list pending-list' });
+  scroller.append(top, listEl, pendingEl);
   const box = h('textarea', {
     id: 'message-box', rows: 1, placeholder: 'Write a message', 'aria-label': 'Message',
     autocomplete: 'off', spellcheck: 'true', dir: 'auto',
   });
   box.value = loadDraft(pk);
   return {
-    pk, serial, scroller, listEl, top, box,
+    pk, serial, scroller, listEl, top, box, pendingEl,
     msgs: new Map(), els: new Map(),
     oldest: null, newest: null, hasMore: false, loading: false, loaded: false,
     replyTo: null, editing: null,
     header: h('header', { class: 'chat-head' }),
     notices: h('div', { class: 'notices' }),
     composer: h('div', { class: 'composer' }),
-    safety: null,
     jump: null,
   };
 }
@@ -340,7 +369,7 @@ export function drawHeader() {
   const conv = state.conversations.get(pk) || {};
   const contact = state.contacts.get(pk) || {};
   const name = displayName(pk);
-  const verified = view.safety ? view.safety.verified : false;
+  const verified = contact.verified === true && !numberChanged(pk);
   const forwardSecret = contact.forward_secret ?? conv.forward_secret ?? true;
   const blocked = contact.state === 'blocked';
   const more = h('button', {
@@ -384,8 +413,7 @@ export function drawNotices() {
   const contact = state.contacts.get(pk);
   const name = displayName(pk);
   const notices = [];
-  const changed = (state.keyChanged.has(pk) || (view.safety && view.safety.previously_verified))
-    && !state.dismissed.has(pk);
+  const changed = numberChanged(pk) && !state.dismissed.has(pk);
   if (changed) {
     notices.push(h('div', { class: 'notice danger', role: 'alert' },
       icon('alert'),
@@ -414,28 +442,10 @@ export function drawNotices() {
   view.composer.hidden = requestState === 'request' || requestState === 'blocked';
 }
 
-/** The contact's devices changed: read the safety number again (the mark may go). */
-export function recheckSafety(pk) {
-  if (view && view.pk === pk) checkSafety(pk, view.serial, true);
-}
-
-async function checkSafety(pk, serial, always = false) {
-  const contact = state.contacts.get(pk);
-  if (!always && (!contact || !contact.verified)) return;
-  try {
-    const info = await get(`/api/contacts/${pk}/safety-number`);
-    if (!view || view.serial !== serial) return;
-    view.safety = info;
-    drawHeader();
-    drawNotices();
-  } catch {
-    // the header simply shows no mark
-  }
-}
-
-export function setSafety(pk, info) {
+/** A contact's verified mark or warning changed: redraw where it shows. */
+export function trustChanged(pk) {
+  renderList();
   if (view && view.pk === pk) {
-    view.safety = info;
     drawHeader();
     drawNotices();
   }
@@ -692,6 +702,7 @@ export function applyMessage(m) {
   }
   const wasNear = nearBottom();
   insertInOrder(m);
+  if ([...view.pendingEl.children].some((li) => li.dataset.pending === m.id)) drawPending();
   if (m.outgoing || wasNear) scrollToEnd(false);
   else view.jump.hidden = false;
   return true;
@@ -921,31 +932,145 @@ async function sendMessage() {
   saveDraft(pk, v.box.value);
   drawBar();
   grow(v.box);
+  if (!editing) {
+    // The id is chosen before the first try: every later try sends the same message.
+    outboxAdd({
+      id: newClientId(), conversation: pk, text, reply_to: reply ? reply.id : null,
+      at: Date.now(), waiting: false,
+    });
+    flushOutbox();
+    return;
+  }
   try {
-    if (editing) {
-      applyMessage(await patch(`/api/messages/${editing.id}`, { text }));
-    } else {
-      const body = reply ? { text, reply_to: reply.id } : { text };
-      applyMessage(await post(`/api/conversations/${pk}/messages`, body));
-      if (view === v) scrollToEnd(false);
-    }
+    applyMessage(await patch(`/api/messages/${editing.id}`, { text }));
   } catch (error) {
-    // Nothing typed is lost: the text goes back into the box (or its draft).
-    if (view === v && (!v.box.value || editing)) {
-      if (editing) v.stash = v.box.value;
+    // Nothing typed is lost: the edit goes back into the box.
+    if (view === v) {
+      v.stash = v.box.value;
       v.box.value = text;
-      v.replyTo = reply;
+      v.replyTo = null;
       v.editing = editing;
       drawBar();
       grow(v.box);
-    } else if (!editing) {
-      const draft = loadDraft(pk);
-      saveDraft(pk, draft ? `${draft}\n${text}` : text);
     }
-    if (view === v && !editing) saveDraft(pk, v.box.value);
     const why = error instanceof OfflineError
-      ? 'X Chat is offline. Your message is still in the box: send it again when it is back.'
+      ? 'X Chat is offline. Your edit is still in the box: save it again when it is back.'
       : errorText(error);
     toast(`Not sent. ${why}`, { error: true });
   }
+}
+
+// -- the outbox --------------------------------------------------------------------------------
+
+let flushing = false;
+let flushAgain = false;
+
+/**
+ * Sends what waits in the outbox, oldest first, one at a time. Called after every send and
+ * whenever the node is reachable again (the stream opens). Stops at the first send the
+ * node does not take for now (offline, locked, session ended): those wait for the next call.
+ */
+export async function flushOutbox() {
+  if (flushing) {
+    flushAgain = true;
+    return;
+  }
+  flushing = true;
+  try {
+    do {
+      flushAgain = false;
+      const tried = new Set();
+      for (let item = outboxAll()[0]; item && !tried.has(item.id); item = outboxAll()[0]) {
+        tried.add(item.id);
+        if (!(await sendItem(item))) break;
+      }
+    } while (flushAgain);
+  } finally {
+    flushing = false;
+  }
+}
+
+/** One try: true once the item has left the outbox (taken, or refused for good). */
+async function sendItem(item) {
+  const body = { text: item.text, client_id: item.id };
+  if (item.reply_to) body.reply_to = item.reply_to;
+  let m;
+  try {
+    m = await post(`/api/conversations/${item.conversation}/messages`, body);
+  } catch (error) {
+    const later = error instanceof OfflineError
+      || (error instanceof ApiError && (error.status === 401 || error.status === 423));
+    if (later) {
+      waitAll();
+      return false;
+    }
+    outboxRemove(item);
+    drawPending();
+    giveBack(item, error);
+    return true;
+  }
+  outboxRemove(item);
+  applyMessage(m);
+  drawPending();
+  if (view && view.pk === item.conversation) scrollToEnd(false);
+  return true;
+}
+
+/** The node did not take the send: everything in the outbox now shows as waiting. */
+function waitAll() {
+  let changed = false;
+  for (const item of outboxAll()) {
+    if (!item.waiting) {
+      outboxUpdate({ ...item, waiting: true });
+      changed = true;
+    }
+  }
+  if (changed) {
+    drawPending();
+    announce('Your message is queued: it is sent when your X Chat node is reachable again.');
+  }
+}
+
+/** The node refused the message (not a connection problem): its text goes back to the box. */
+function giveBack(item, error) {
+  const pk = item.conversation;
+  const join = (a, b) => (a ? `${a}\n${b}` : b);
+  if (view && view.pk === pk) {
+    if (view.editing) view.stash = join(view.stash, item.text);
+    else {
+      if (!view.box.value && item.reply_to) view.replyTo = view.msgs.get(item.reply_to) || null;
+      view.box.value = join(view.box.value, item.text);
+      saveDraft(pk, view.box.value);
+      drawBar();
+      grow(view.box);
+    }
+  } else {
+    saveDraft(pk, join(loadDraft(pk), item.text));
+  }
+  const to = pk === state.current ? '' : ` to ${displayName(pk)}`;
+  toast(`Not sent${to}. ${errorText(error)} The text is back in the box.`, { error: true });
+}
+
+/** The open conversation's waiting sends, below its messages. */
+function drawPending() {
+  if (!view) return;
+  const v = view;
+  const items = outboxOf(v.pk).filter((item) => item.waiting && !v.msgs.has(item.id));
+  const had = v.pendingEl.children.length;
+  replace(v.pendingEl, items.map(pendingEl));
+  if (items.length > had) scrollToEnd(false);
+}
+
+function pendingEl(item) {
+  return h('li', { class: 'msg out pending', tabindex: '-1', dataset: { pending: item.id } },
+    h('div', { class: 'msg-row' },
+      h('div', { class: 'bubble' },
+        vh('You: '),
+        item.reply_to ? quoteEl(item.reply_to) : null,
+        h('p', { class: 'body', dir: 'auto' }, item.text),
+        h('div', { class: 'meta' },
+          h('span', {
+            class: 'state state-waiting',
+            title: 'Your X Chat node has not taken this message yet. It is sent as soon as the node is reachable, once.',
+          }, icon('clock'), h('span', { class: 'state-text' }, WAITING))))));
 }

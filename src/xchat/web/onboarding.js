@@ -269,9 +269,9 @@ export function renderNoToken(root, ended) {
   replace(root, screen('onboard-title',
     h('h1', { id: 'onboard-title' }, ended ? 'This session has ended' : 'Open your login link'),
     h('p', null, ended
-      ? 'X Chat was restarted, so this page\'s key is no longer valid. '
+      ? 'Your X Chat node no longer accepts this page\'s key: it was revoked (its api-token file was deleted), or another X Chat home now runs on this port. '
       : 'X Chat Web opens from the link that your node prints when it starts. '),
     h('p', null, 'Open the link shown by ', h('code', null, 'xchat up'),
       ' (it looks like ', h('code', null, 'http://127.0.0.1:7440/#token=…'), ').'),
-    ended ? h('p', null, 'Nothing you typed is lost: drafts come back when you open the link in this tab.') : null));
+    ended ? h('p', null, 'Nothing you typed is lost: drafts and queued messages come back when you open the link in this tab.') : null));
 }

@@ -3,7 +3,7 @@
 import { ApiError, del, get, imageUrl, patch, post } from './api.js';
 import { h, icon, replace, shortWhen } from './dom.js';
 import {
-  drawHeader, drawNotices, errorText, markReadSoon, openConversation, renderList, setSafety,
+  drawHeader, drawNotices, errorText, markReadSoon, openConversation, renderList, trustChanged,
 } from './chat.js';
 import { displayName, markKeyChanged, npubOf, state } from './state.js';
 import { openDialog, toast } from './ui.js';
@@ -207,6 +207,22 @@ export function openContactInfo(pk) {
 
 // -- safety numbers -------------------------------------------------------------------------------
 
+/** The contact's mark follows what the safety number says (the same facts as the Contact's). */
+function noteSafety(pk, info) {
+  const contact = state.contacts.get(pk);
+  if (!contact) return;
+  contact.verified = info.verified;
+  contact.verification_changed = info.previously_verified;
+  trustChanged(pk);
+}
+
+/** Reads every contact again: a device change moves the verified marks (docs/api.md). */
+export async function refreshContacts() {
+  const list = await get('/api/contacts');
+  state.contacts = new Map(list.map((c) => [c.pubkey, c]));
+  for (const contact of list) trustChanged(contact.pubkey);
+}
+
 export async function openVerify(pk) {
   const name = displayName(pk);
   const { body } = openDialog(`Verify ${name}`, { wide: true });
@@ -218,13 +234,11 @@ export async function openVerify(pk) {
       onclick: async () => {
         try {
           const next = await post(`/api/contacts/${pk}/verify`, { verified: !info.verified });
-          const contact = state.contacts.get(pk);
-          if (contact) contact.verified = next.verified;
           if (next.verified) {
             markKeyChanged(pk, false);
             state.dismissed.delete(pk);
           }
-          setSafety(pk, next);
+          noteSafety(pk, next);
           draw(next);
           toast(next.verified ? `${name} is verified` : 'Verification cleared');
         } catch (error) {
@@ -252,7 +266,7 @@ export async function openVerify(pk) {
   };
   try {
     const info = await get(`/api/contacts/${pk}/safety-number`);
-    setSafety(pk, info);
+    noteSafety(pk, info);
     draw(info);
   } catch (error) {
     replace(body, h('p', { class: 'form-error', role: 'alert' }, errorText(error)));

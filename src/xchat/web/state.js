@@ -63,6 +63,54 @@ export function saveDraft(pubkey, text) {
   else sessionStorage.removeItem(`xchat.draft.${pubkey}`);
 }
 
+// The outbox: sends the node has not taken yet, per conversation, kept in this tab's
+// sessionStorage. Each has a client_id chosen before the first try, so sending it again
+// (after a reload, or when the node is back) can never make a second message.
+const OUTBOX = 'xchat.outbox.';
+
+/** A new client id: 16 random bytes as 32 lowercase hex digits (docs/api.md). */
+export function newClientId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+export function outboxOf(pubkey) {
+  const items = readJson(`${OUTBOX}${pubkey}`, []);
+  return Array.isArray(items) ? items : [];
+}
+
+function saveOutbox(pubkey, items) {
+  if (items.length) sessionStorage.setItem(`${OUTBOX}${pubkey}`, JSON.stringify(items));
+  else sessionStorage.removeItem(`${OUTBOX}${pubkey}`);
+}
+
+/** Every waiting send of every conversation, oldest first. */
+export function outboxAll() {
+  const all = [];
+  for (let i = 0; i < sessionStorage.length; i += 1) {
+    const key = sessionStorage.key(i);
+    if (key && key.startsWith(OUTBOX)) all.push(...outboxOf(key.slice(OUTBOX.length)));
+  }
+  return all.sort((a, b) => a.at - b.at);
+}
+
+export function outboxAdd(item) {
+  saveOutbox(item.conversation, [...outboxOf(item.conversation), item]);
+}
+
+export function outboxUpdate(item) {
+  saveOutbox(item.conversation, outboxOf(item.conversation).map((i) => (i.id === item.id ? item : i)));
+}
+
+export function outboxRemove(item) {
+  saveOutbox(item.conversation, outboxOf(item.conversation).filter((i) => i.id !== item.id));
+}
+
+// What a previous page left in the outbox did not get an answer: it is waiting.
+for (const item of outboxAll()) {
+  if (!item.waiting) outboxUpdate({ ...item, waiting: true });
+}
+
 export function relayConnected() {
   const all = [...state.relays.values()];
   const reading = all.filter((r) => r.reading);

@@ -658,6 +658,7 @@ class Node:
         assert contact is not None
         contact.verified = info["safety_number"] if verified else None
         await self._commit(lambda store: store.upsert_contact(contact))
+        self._emit({"type": "contact", "contact": self.contact_view(contact)})
         return await self.safety_number(pubkey)
 
     # -- sending -----------------------------------------------------------------------
@@ -1132,8 +1133,12 @@ class Node:
         for kind, payload in results:
             if kind == "receipt":
                 receipts.setdefault(payload[0], []).append(payload[1])
-            else:
-                self._emit(payload)
+                continue
+            self._emit(payload)
+            if payload["type"] == "device_added":  # their marks changed: the new contact
+                contact = await self._db(self.store.get_contact, payload["pubkey"])
+                if contact is not None:
+                    self._emit({"type": "contact", "contact": self.contact_view(contact)})
         if len(self.channel.sessions()) != keys_before:
             self._sessions_opened_since_bundle += len(self.channel.sessions()) - keys_before
             self.pool.keys_changed()

@@ -334,6 +334,10 @@ function onEvent(event) {
       trustChanged(event.pubkey);
       refreshContacts().catch(() => {});
       break;
+    case 'resync':
+      // the node dropped this tab's backlog (it fell far behind): reload from the API
+      resync();
+      break;
     case 'relay':
       state.relays.set(event.relay.url, event.relay);
       updateRelayBanner();

@@ -603,26 +603,6 @@ class Node:
             return refreshed or contact
         return contact
 
-    async def find_contact(self, text: str) -> ContactRow:
-        """A contact by name (case-insensitive), npub, nprofile or hex key."""
-        contacts = await self._db(self.store.contacts)
-        wanted = text.strip()
-        named = [c for c in contacts if c.name is not None and c.name.lower() == wanted.lower()]
-        if len(named) == 1:
-            return named[0]
-        if len(named) > 1:
-            raise InvalidInput(f"several contacts are named {wanted!r}; use their npub")
-        try:
-            pubkey = ContactCard.parse(wanted).public_key.hex
-        except InvalidInput:
-            raise InvalidInput(
-                "no contact by that name; give a contact's name, npub or nprofile"
-            ) from None
-        for contact in contacts:
-            if contact.pubkey == pubkey:
-                return contact
-        raise InvalidInput("that address is not one of your contacts; add it first")
-
     def contact_view(self, contact: ContactRow) -> dict[str, Any]:
         """:func:`contact_json` with the verified mark checked against today's devices."""
         current = None

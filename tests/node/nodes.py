@@ -48,6 +48,9 @@ class NodeProcess:
     login_url: str = ""
     env: dict[str, str] = field(default_factory=dict)
     output: list[str] = field(default_factory=list)
+    #: The API/web port: 0 picks one at the first start, later starts keep it (so a
+    #: restarted node keeps its web origin).
+    port: int = 0
 
     def start(self, timeout: float = 60, *, env_passphrase: bool = True) -> NodeProcess:
         args = [
@@ -59,7 +62,7 @@ class NodeProcess:
             "up",
             "--no-browser",
             "--port",
-            "0",
+            str(self.port),
         ]
         for url in self.relays:
             args += ["--relay", url]
@@ -80,6 +83,7 @@ class NodeProcess:
             found = re.search(r"Open X Chat Web: (\S+)", line)
             if found:
                 self.login_url = found.group(1)
+                self.port = int(re.findall(r":(\d+)/", self.login_url)[0])
                 return self
         self.process.kill()
         raise RuntimeError("the node did not start:\n" + "".join(self.output))

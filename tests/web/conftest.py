@@ -9,11 +9,7 @@ under CI (``CI`` set), where they fail. Nodes and relays are real processes
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,36 +73,7 @@ def browser() -> Iterator[Any]:
 
 @dataclass
 class WebNode(NodeProcess):
-    """``xchat up`` on a chosen port (0: any), so that a restart keeps the web origin."""
-
-    port: int = 0
-
-    def start(self, timeout: float = 60, *, env_passphrase: bool = True) -> WebNode:
-        args = [sys.executable, "-m", "xchat", "--home", str(self.home.path), "up"]
-        args += ["--no-browser", "--port", str(self.port)]
-        for url in self.relays:
-            args += ["--relay", url]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
-        if env_passphrase:
-            env["XCHAT_PASSPHRASE"] = PASSPHRASE
-        self.output = []
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            found = re.search(r"Open X Chat Web: (\S+)", line)
-            if found:
-                self.login_url = found.group(1)
-                self.port = int(re.findall(r":(\d+)/", self.login_url)[0])
-                return self
-        self.process.kill()
-        raise RuntimeError("the node did not start:\n" + "".join(self.output))
+    """A node whose identity X Chat Web (or :meth:`setup`) creates."""
 
     def setup(self, phrase: str | None = None) -> str:
         """Create the identity through the API (what the web app's setup does); its npub."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -237,3 +238,41 @@ async def call(
         if response.status >= 400:
             raise BenchError(f"{node.name}: {method} {path}: HTTP {response.status} {raw[:200]!r}")
         return orjson.loads(raw)
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for the report's header."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def source() -> str:
+    """Where the nodes' and relays' code comes from (they inherit PYTHONPATH), and its
+    commit when that is a git work tree (``+`` if src/ has uncommitted changes)."""
+    import xchat
+
+    src = Path(xchat.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(src)
+    return f"{src} (commit {commit}{'+' if dirty else ''})"
+
+
+def load() -> str:
+    """The load average, for the report."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())

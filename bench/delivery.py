@@ -93,7 +93,10 @@ from _nodes import (
     NodeProcess,
     Spawned,
     call,
+    cpu_model,
     cpu_seconds,
+    load,
+    source,
     start_node,
     start_relay,
     stop_all,
@@ -847,42 +850,6 @@ def _rate(rate: float | None) -> str:
     return "none" if rate is None else f"{rate:,.0f}/s"
 
 
-def _source() -> str:
-    """Where the nodes' and relays' code comes from (they inherit PYTHONPATH), and its
-    commit when that is a git work tree (``+`` if src/ has uncommitted changes)."""
-    import xchat
-
-    src = Path(xchat.__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(src), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return str(src)
-    return f"{src} (commit {commit}{'+' if dirty else ''})"
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 async def amain(args: argparse.Namespace, plan: Plan) -> list[Topology]:
     spy = Spy(args.py_spy)
     tops = []
@@ -910,7 +877,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.py_spy is not None:
         args.py_spy.mkdir(parents=True, exist_ok=True)
     print("X Chat delivery benchmark: two nodes, and a rust-nostr NIP-17 client pair, via relays")
-    print(f"  Python {platform.python_version()} on {platform.machine()}, {_cpu_model()}")
+    print(f"  Python {platform.python_version()} on {platform.machine()}, {cpu_model()}")
     print(
         f"  {os.cpu_count()} cores shared by the two nodes (or the two nostr-sdk clients), "
         "the relays and this process"
@@ -922,8 +889,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         print("  --quick: short phases, a smoke test; figures are not comparable to a full run")
     sys.stdout.flush()
-    print(f"  xchat from {_source()}")
-    print(f"  load average before the run: {_load()}", flush=True)
+    print(f"  xchat from {source()}")
+    print(f"  load average before the run: {load()}", flush=True)
     began = time.monotonic()
     ok = False
     try:
@@ -931,7 +898,7 @@ def main(argv: list[str] | None = None) -> None:
         ok = report(tops, plan)
     finally:
         stop_all(2.0)
-    print(f"\nwhole run: {time.monotonic() - began:.0f} s; load average after: {_load()}")
+    print(f"\nwhole run: {time.monotonic() - began:.0f} s; load average after: {load()}")
     print(f"overall: {'PASS' if ok else 'FAIL'}")
 
 

@@ -104,7 +104,6 @@ run; the median and the max are printed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -124,7 +123,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from _nodes import PASSPHRASE, STARTED, BenchError, make_home, start_relay, stop_all, stop_group
+from _nodes import (
+    PASSPHRASE,
+    STARTED,
+    BenchError,
+    cpu_model,
+    load,
+    make_home,
+    source,
+    start_relay,
+    stop_all,
+    stop_group,
+)
 from xchat.core.message import new_message_id
 from xchat.crypto.kdf import derive_key
 from xchat.crypto.keys import SecretKey
@@ -942,40 +952,6 @@ def trace_line(totals: dict[str, float] | None) -> str:
     return f"{busy:,.0f} ms busy: " + ", ".join(parts)
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def _source() -> str:
-    import xchat
-
-    src = Path(xchat.__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(src), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return str(src)
-    return f"{src} (commit {commit}{'+' if dirty else ''})"
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def run(args: argparse.Namespace) -> bool:
     from playwright.sync_api import sync_playwright
 
@@ -1239,20 +1215,20 @@ def main(argv: list[str] | None = None) -> None:
     print(
         "X Chat Web in Chromium: start-up to an interactive list, and a 10,000-message conversation"
     )
-    print(f"  Python {platform.python_version()} on {platform.machine()}, {_cpu_model()}")
+    print(f"  Python {platform.python_version()} on {platform.machine()}, {cpu_model()}")
     print(
         f"  {os.cpu_count()} cores shared by the node, its relay, Chromium and this process;"
         " Chromium headless, --disable-gpu (software rendering), viewport 1280x800"
     )
-    print(f"  xchat from {_source()}")
-    print(f"  load average before the run: {_load()}", flush=True)
+    print(f"  xchat from {source()}")
+    print(f"  load average before the run: {load()}", flush=True)
     began = time.monotonic()
     ok = False
     try:
         ok = run(args)
     finally:
         stop_all(2.0)
-    print(f"\nwhole run: {time.monotonic() - began:.0f} s; load average after: {_load()}")
+    print(f"\nwhole run: {time.monotonic() - began:.0f} s; load average after: {load()}")
     print(f"overall: {'PASS' if ok else 'FAIL'}")
 
 

@@ -112,6 +112,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from _nodes import cpu_model, cpu_seconds, process_tree, stop_group
 from xchat.core.events import sign_event
 from xchat.crypto.keys import SecretKey
 from xchat.wire import messages as m
@@ -255,15 +256,6 @@ def raise_nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
-                out.extend(int(p) for p in f.read().split())
-    return out
-
-
 @dataclass
 class RelayProcess:
     name: str
@@ -272,12 +264,7 @@ class RelayProcess:
     log: Path
 
     def pids(self) -> list[int]:
-        pids, todo = [], [self.process.pid]
-        while todo:
-            pid = todo.pop()
-            pids.append(pid)
-            todo.extend(_children(pid))
-        return pids
+        return process_tree(self.process.pid)
 
     def rss_kib(self) -> int:
         total = 0
@@ -289,12 +276,7 @@ class RelayProcess:
         return total
 
     def cpu_seconds(self) -> float:
-        ticks = 0
-        for pid in self.pids():
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])  # utime, stime
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         stop_group(self.process)
@@ -302,18 +284,6 @@ class RelayProcess:
 
 #: Every process this run started, and whether it leads a process group of its own.
 STARTED: list[tuple[subprocess.Popen[bytes], bool]] = []
-
-
-def stop_group(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM to the process group we created, then SIGKILL to what is left."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(10)
 
 
 def spawn(
@@ -1250,14 +1220,6 @@ def run_all(
     return results, notes
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _selection(only: str | None) -> tuple[list[str], list[str]]:
     if not only:
         return list(RELAYS), list(MEASUREMENTS)
@@ -1285,7 +1247,7 @@ def main(argv: list[str] | None = None) -> None:
         args.py_spy.mkdir(parents=True, exist_ok=True)
 
     print("X Chat relay benchmark: one load generator (this process) against each relay")
-    print(f"  Python {platform.python_version()} on {platform.machine()}, {_cpu_model()}")
+    print(f"  Python {platform.python_version()} on {platform.machine()}, {cpu_model()}")
     print(f"  {os.cpu_count()} cores shared by the relay and the load generator")
     print(
         f"  aiohttp {metadata.version('aiohttp')}, nostr-sdk {metadata.version('nostr-sdk')}, "

@@ -765,32 +765,16 @@ class Node:
     ) -> MessageRow:
         now = int(self._clock())
         targets = await self._targets(contact)
-        outbox: list[OutboxRow] = []
-        writes: list[Callable[[NodeStore], Any]] = []
-        row_id = message.id
         forward_secret = not contact.nip17_only
-        if contact.nip17_only:
-            if now - contact.bundle_checked_at > _RECHECK_BUNDLES:
-                # they may have started X Chat since: later messages become forward-secret
-                contact.bundle_checked_at = now
-                self._tasks.append(asyncio.create_task(self.refresh_contact(contact.pubkey)))
-            rumor, to_peer, _to_self = self.channel.seal_nip17(
-                PublicKey.from_hex(contact.pubkey), message, now, self._rng
-            )
-            row_id = rumor.id
-            outbox.append(_outbox_row(row_id, contact.pubkey, to_peer, targets, now))
-        else:
-            sessions = self._sending_sessions(contact.pubkey)
-            for session in sessions:
-                event = self.channel.seal(session, message, now, self._rng)
-                writes.append(self._session_write(session))
-                outbox.append(_outbox_row(row_id, contact.pubkey, event, targets, now))
-            if not sessions:  # no device known yet: sealed later, once a bundle is found
-                unsealed = _outbox_row(row_id, contact.pubkey, None, targets, now)
-                unsealed.event = orjson.dumps(
-                    {"pending": True, "message": _encode(message)}
-                ).decode()
-                outbox.append(unsealed)
+        if contact.nip17_only and now - contact.bundle_checked_at > _RECHECK_BUNDLES:
+            # they may have started X Chat since: later messages become forward-secret
+            contact.bundle_checked_at = now
+            self._tasks.append(asyncio.create_task(self.refresh_contact(contact.pubkey)))
+        row_id, outbox, writes = self._seal(contact, message, targets, now)
+        if not outbox:  # no device known yet: sealed later, once a bundle is found
+            unsealed = _outbox_row(row_id, contact.pubkey, None, targets, now)
+            unsealed.event = orjson.dumps({"pending": True, "message": _encode(message)}).decode()
+            outbox.append(unsealed)
         row = MessageRow(
             id=row_id,
             conversation=contact.pubkey,
@@ -826,6 +810,33 @@ class Node:
         if any(item.state == "unsealed" for item in outbox):
             self._wake_outbox.set()
         return row
+
+    def _seal(
+        self,
+        contact: ContactRow,
+        message: AppMessage,
+        targets: list[str],
+        now: int,
+        row_id: str | None = None,
+    ) -> tuple[str, list[OutboxRow], list[Callable[[NodeStore], Any]]]:
+        """Seal ``message`` for every device of ``contact`` (or as NIP-17): the id its row
+        is stored under (``row_id`` if the row exists already; else the message's, or for
+        NIP-17 its rumor's), one pending outbox row per envelope, and the session writes
+        to commit with them. No rows: no device of the contact is known."""
+        if contact.nip17_only:
+            rumor, to_peer, _to_self = self.channel.seal_nip17(
+                PublicKey.from_hex(contact.pubkey), message, now, self._rng
+            )
+            row_id = row_id or rumor.id
+            return row_id, [_outbox_row(row_id, contact.pubkey, to_peer, targets, now)], []
+        row_id = row_id or message.id
+        rows: list[OutboxRow] = []
+        writes: list[Callable[[NodeStore], Any]] = []
+        for session in self._sending_sessions(contact.pubkey):
+            event = self.channel.seal(session, message, now, self._rng)
+            writes.append(self._session_write(session))
+            rows.append(_outbox_row(row_id, contact.pubkey, event, targets, now))
+        return row_id, rows, writes
 
     def _sending_sessions(self, pubkey: str) -> list[Session]:
         """One session per peer device: the newest."""
@@ -966,61 +977,37 @@ class Node:
         try:
             await self.refresh_contact(item.recipient)
             contact = await self._db(self.store.get_contact, item.recipient)
-            sessions = self._sending_sessions(item.recipient)
-            if contact is None or (not sessions and not contact.nip17_only):
+            message = decode_app_message(orjson.loads(item.event or "")["message"])
+            rows: list[OutboxRow] = []
+            writes: list[Callable[[NodeStore], Any]] = []
+            failure = None
+            if (
+                contact is not None
+                and contact.nip17_only
+                and isinstance(message, Edit | Delivered | Read)
+            ):
+                failure = "NIP-17 contacts cannot receive this"
+            elif contact is not None:
+                targets = await self._targets(contact)
+                now = int(self._clock())
+                _, rows, writes = self._seal(contact, message, targets, now, item.message_id)
+            if not rows and failure is None:
                 item.attempts += 1
                 item.last_error = "no device of this contact found on their relays yet"
                 delay = min(RETRY_START * 2 ** (item.attempts - 1), RETRY_MAX)
                 item.next_attempt_at = int(self._clock() + delay)
-                state = None
                 if item.attempts >= MAX_ATTEMPTS:
-                    item.state = "failed"
-                    state = ("failed", item.last_error)
-
-                def fail(store: NodeStore) -> None:
-                    store.update_outbox(item)
-                    if state is not None:
-                        store.set_state(item.message_id, *state)
-
-                await self._commit(fail)
-                if state is not None:
-                    self._emit(
-                        {
-                            "type": "state",
-                            "id": item.message_id,
-                            "state": state[0],
-                            "detail": state[1],
-                        }
-                    )
-                return
-            message = decode_app_message(orjson.loads(item.event or "")["message"])
-            if contact.nip17_only and isinstance(message, Edit | Delivered | Read):
-                item.state, item.last_error = "failed", "NIP-17 contacts cannot receive this"
-                reason = ("failed", item.last_error)
-                await self._commit(_fail_outbox(item, reason))
+                    failure = item.last_error
+            if failure is not None:
+                item.state, item.last_error = "failed", failure
+                await self._commit(_fail_outbox(item, ("failed", failure)))
                 self._emit(
-                    {
-                        "type": "state",
-                        "id": item.message_id,
-                        "state": "failed",
-                        "detail": item.last_error,
-                    }
+                    {"type": "state", "id": item.message_id, "state": "failed", "detail": failure}
                 )
                 return
-            now = int(self._clock())
-            targets = await self._targets(contact)
-            writes: list[Callable[[NodeStore], Any]] = []
-            rows: list[OutboxRow] = []
-            if contact.nip17_only:
-                _r, to_peer, _s = self.channel.seal_nip17(
-                    PublicKey.from_hex(contact.pubkey), message, now, self._rng
-                )
-                rows.append(_outbox_row(item.message_id, contact.pubkey, to_peer, targets, now))
-            else:
-                for session in sessions:
-                    event = self.channel.seal(session, message, now, self._rng)
-                    writes.append(self._session_write(session))
-                    rows.append(_outbox_row(item.message_id, contact.pubkey, event, targets, now))
+            if not rows:
+                await self._commit(lambda store: store.update_outbox(item))
+                return
             first, rest = rows[0], rows[1:]
             first.id = item.id
 

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 # The store tests run a throwaway PostgreSQL server (tests/pg_server.py) from Debian's
 # postgresql package, and the web tests drive Debian's Chromium (/usr/bin/chromium)
-# through Playwright (never `playwright install`); CI fails them if either is missing.
+# through Playwright (Playwright never downloads a browser here); CI fails them if
+# either is missing.
 packages=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 [[ -x /usr/bin/chromium ]] || packages+=(chromium fonts-noto-color-emoji)

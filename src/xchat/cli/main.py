@@ -239,6 +239,13 @@ def _dump(data: object, out: TextIO) -> None:
     out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
+def _relay_line(health: dict[str, object]) -> str:
+    """One relay's health for people: state, role, URL and the last error."""
+    role = "inbox" if health["reading"] else "outbox"
+    error = f" ({health['last_error']})" if health["last_error"] else ""
+    return f"{health['state']:<12} {role:<6} {health['url']}{error}"
+
+
 def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     status = _client(args).call("GET", "/api/status")
     if args.json:
@@ -250,9 +257,7 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         f"{status['outbox_pending']} waiting to be sent, {status['failed']} failed\n"
     )
     for relay in status["relays"]:
-        role = "inbox" if relay["reading"] else "outbox"
-        error = f" ({relay['last_error']})" if relay["last_error"] else ""
-        out.write(f"  {relay['state']:<12} {role:<6} {relay['url']}{error}\n")
+        out.write(f"  {_relay_line(relay)}\n")
     if status["embedded_relay"]:
         out.write(f"Using the embedded relay {status['embedded_relay']} (no relay configured)\n")
     return 0
@@ -372,9 +377,7 @@ def _cmd_relays(args: argparse.Namespace, out: TextIO) -> int:
         _dump(relays, out)
         return 0
     for health in relays["health"]:
-        role = "inbox" if health["reading"] else "outbox"
-        error = f" ({health['last_error']})" if health["last_error"] else ""
-        out.write(f"{health['state']:<12} {role:<6} {health['url']}{error}\n")
+        out.write(f"{_relay_line(health)}\n")
     return 0
 
 

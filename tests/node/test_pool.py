@@ -294,6 +294,41 @@ def test_keys_changed_brings_a_new_keys_mail(relays: StartRelay) -> None:
 
 
 @pytest.mark.timeout(120)
+def test_mail_arriving_while_the_keys_change_is_not_lost(
+    relays: StartRelay, faulty_relays: StartFaulty
+) -> None:
+    """A change of keys replaces the live subscription. Mail to a key kept across the
+    change must reach us on the old subscription or the new one: the old one may only
+    close once the relay serves the new one. (The relay is 100 ms away, so each handover
+    has a window; no re-read can hide a loss, it is hours away.)"""
+    relay = relays(OPEN_RELAY)
+    slow = faulty_relays(relay.url, latency_ms=100)
+    kept = new_key()
+    keys = keyring(kept)
+    inbox = Inbox()
+    sent: list[Event] = []
+
+    async def scenario() -> None:
+        async with running_pool(keys, [slow.url], inbox, resync_interval=3600) as pool:
+            await until(connected(pool, slow.url), "connected")
+            async with await RelayConnection.connect(relay.url) as conn:
+                for _ in range(8):  # eight handovers, mail flowing through each
+                    for _ in range(10):
+                        event = wrap_to(kept, "during the handover")
+                        sent.append(event)
+                        result = await conn.publish(event)
+                        assert result.accepted, result
+                        await asyncio.sleep(0.02)
+                        if len(sent) % 10 == 3:
+                            keys.update(keyring(new_key()))
+                            pool.keys_changed()
+            await until(lambda: inbox.has(sent), "every event sent during the handovers", 20)
+            assert set(inbox.ids().values()) == {1}
+
+    run(scenario())
+
+
+@pytest.mark.timeout(120)
 def test_reader_reconnects_after_sigkill_and_restart_on_the_same_port(
     relays: StartRelay,
 ) -> None:

@@ -27,8 +27,9 @@ random: a single query after an outage could miss mail that arrived during it. P
 start at a cursor (the time the last complete catch-up began or the last live event
 arrived, less the two days of backdating and ten minutes of clock skew), kept per relay
 through ``cursor_store``/``cursor_load``. When the keys change (:meth:`keys_changed`)
-the new subscription is made before the old one is closed, and only new keys are caught
-up. Events from all relays pass one de-duplication by id before the node sees them.
+the old subscription is closed only after the relay answered the new one (EOSE), so
+no mail falls between them, and only new keys are caught up. Events from all relays
+pass one de-duplication by id before the node sees them.
 
 Publishing goes to any relays (ours, or a contact's inbox relays): connections to relays
 that are not ours are opened on demand and closed after a minute idle. The caller gets
@@ -450,10 +451,25 @@ class RelayPool:
                 live.pumps.append(
                     asyncio.create_task(self._pump(reader, sub), name=f"pump {reader.url}")
                 )
+            await self._until_served(lane, live)
         except BaseException:
             await self._stop_pumps(live)
             raise
         return live
+
+    @staticmethod
+    async def _until_served(lane: _Lane, live: _Live) -> None:
+        """Wait for the EOSE (or CLOSED) of every new subscription: only then does the
+        relay deliver to them, so only then may the subscriptions they replace close.
+        Mail the relay sends to an old subscription before that is still read from it;
+        closing it at once would drop whatever the relay sent it in between."""
+        try:
+            async with asyncio.timeout(QUERY_TIMEOUT):
+                for sub in live.subs:
+                    await sub.eose.wait()
+        except TimeoutError:
+            await lane.conn.close()  # a relay that does not answer a REQ: reconnect
+            raise RelayError(f"no EOSE within {QUERY_TIMEOUT:.0f} s") from None
 
     async def _unsubscribe(self, lane: _Lane, live: _Live) -> None:
         """Close ``live``'s subscriptions, handing over the events already received."""

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ class NodeProcess:
     #: The API/web port: 0 picks one at the first start, later starts keep it (so a
     #: restarted node keeps its web origin).
     port: int = 0
+    _drain: threading.Thread | None = None
 
     def start(self, timeout: float = 60, *, env_passphrase: bool = True) -> NodeProcess:
         args = [
@@ -84,6 +86,9 @@ class NodeProcess:
             if found:
                 self.login_url = found.group(1)
                 self.port = int(re.findall(r":(\d+)/", self.login_url)[0])
+                # keep reading what it prints: a full pipe would block the node's logging
+                self._drain = threading.Thread(target=self._read_output, daemon=True)
+                self._drain.start()
                 return self
         self.process.kill()
         raise RuntimeError("the node did not start:\n" + "".join(self.output))
@@ -97,14 +102,22 @@ class NodeProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             code = self.process.wait(timeout)
+        if self._drain is not None:
+            self._drain.join(timeout)
+            self._drain = None
+        elif self.process.stdout is not None:
+            self._read_output()
         if self.process.stdout is not None:
-            rest = self.process.stdout.read()
-            if rest:
-                self.output.append(rest)
             self.process.stdout.close()
         if sig == signal.SIGKILL:
             (self.home.path / "node.json").unlink(missing_ok=True)
         return code
+
+    def _read_output(self) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
 
     @property
     def api(self) -> NodeClient:

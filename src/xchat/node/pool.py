@@ -350,7 +350,8 @@ class RelayPool:
             reader.backoff = min(reader.backoff * 2, BACKOFF_MAX)
             reader.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(reader.wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await reader.wake.wait()
 
     async def _connect(self, url: str) -> RelayConnection:
         async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -664,7 +665,8 @@ class RelayPool:
                 if sub.closed is not None:
                     return sub.closed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lane.wake.wait(), _WATCH_INTERVAL)
+                async with asyncio.timeout(_WATCH_INTERVAL):
+                    await lane.wake.wait()
         return None
 
     async def _pump(self, reader: _Reader, sub: Subscription) -> None:

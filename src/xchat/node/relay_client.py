@@ -215,7 +215,8 @@ class RelayConnection:
             self._oks[event.id] = future
         await self._send(m.publish_message(event))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(future)
         except TimeoutError:
             self._oks.pop(event.id, None)
             raise RelayError(f"{self.url} did not answer within {timeout} s") from None
@@ -232,7 +233,8 @@ class RelayConnection:
         for event in events:
             await self._send(m.publish_message(event))
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+            async with asyncio.timeout(timeout):
+                return list(await asyncio.gather(*futures))
         except TimeoutError:
             raise RelayError(f"{self.url} did not answer within {timeout} s") from None
 
@@ -262,7 +264,8 @@ class RelayConnection:
         """
         sub = await self.subscribe(filters)
         try:
-            await asyncio.wait_for(sub.eose.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await sub.eose.wait()
         except TimeoutError:
             raise RelayError(f"{self.url} sent no EOSE within {timeout} s") from None
         finally:
@@ -280,7 +283,8 @@ class RelayConnection:
         self._counts[sub_id] = future
         await self._send(m.count_request(sub_id, filters))
         try:
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
             self._counts.pop(sub_id, None)
             raise RelayError(f"{self.url} did not answer COUNT within {timeout} s") from None
@@ -313,6 +317,7 @@ class RelayConnection:
         future = self._oks.setdefault(event.id, asyncio.get_running_loop().create_future())
         await self._send(m.auth_message(event))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(future)
         except TimeoutError:
             raise RelayError(f"{self.url} did not answer AUTH within {timeout} s") from None

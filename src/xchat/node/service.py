@@ -316,7 +316,8 @@ class Node:
         announce = asyncio.create_task(self._announce(), name="node-announce")
         self._tasks.append(announce)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(announce), self.config.publish_timeout)
+            async with asyncio.timeout(self.config.publish_timeout):
+                await asyncio.shield(announce)
 
     async def close(self) -> None:
         """Stop reading and publishing; commit what is pending; close the store."""
@@ -953,8 +954,11 @@ class Node:
     async def _outbox_worker(self) -> None:
         """Publish what is due: rows left by a previous run, retries, unsealed messages."""
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that meets a wake-up, and close() then waits for ever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_outbox.wait(), _TICK)
+                async with asyncio.timeout(_TICK):
+                    await self._wake_outbox.wait()
             self._wake_outbox.clear()
             try:
                 due = await self._db(self.store.due_outbox, int(self._clock()))

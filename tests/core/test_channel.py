@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 
 import orjson
 import pytest
 
 from tests.conftest import bundle_of, make_device
-from xchat.core.channel import Channel, Incoming
+from xchat.core import channel as channel_module
+from xchat.core.channel import HOLD_SECONDS, SKIPPED_KEYS, Channel, Incoming
 from xchat.core.device import DeviceBundle
 from xchat.core.envelope import BUCKETS, KIND_GIFT_WRAP, MAX_TIME_SPREAD, gift_wrap
 from xchat.core.mailbox import EPOCH_SECONDS, SEED_LIFETIME
@@ -433,6 +435,88 @@ def test_open_one_by_one_backwards_loses_the_oldest(now: int) -> None:
         except DecryptionError:
             pass
     assert opened < 120
+
+
+def opened_ids(results: list[tuple[Event, object]]) -> list[str]:
+    return [r.message.id for _, r in results if isinstance(r, Incoming)]
+
+
+def test_a_long_chain_in_random_order_and_small_batches_loses_nothing(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    """Catch-up pages are small and in random order: a batch may hold a message far
+    ahead of the ones still to come. It is held back until they came, then opened."""
+    session = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
+    sent = [text(f"m{i}", now) for i in range(150)]
+    wraps = [alice.seal(session, m, now, os.urandom) for m in sent]
+    shuffled = random.Random(7).sample(wraps, len(wraps))
+    got: list[str] = []
+    for start in range(0, len(shuffled), 7):
+        batch = shuffled[start : start + 7] + shuffled[start : start + 2]  # some twice
+        results = bob.open_batch(batch, now, os.urandom)
+        got += opened_ids(results)
+        assert not [r for _, r in results if not isinstance(r, Incoming | ReplayError)]
+    assert bob.holding == 0
+    assert sorted(got) == sorted(m.id for m in sent)
+
+
+def test_without_holding_back_the_same_batches_lose_messages(now: int) -> None:
+    """The counterpart of the test above: opened as they come, the keys run out."""
+    alice, bob = Channel(make_device("alice", now)), Channel(make_device("bob", now))
+    session = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
+    wraps = [alice.seal(session, text(f"m{i}", now), now, os.urandom) for i in range(150)]
+    lost = 0
+    for wrap in random.Random(7).sample(wraps, len(wraps)):
+        try:
+            bob.open(wrap, now, os.urandom)
+        except DecryptionError:
+            lost += 1
+    assert lost > 0
+
+
+def test_a_held_envelope_opens_after_the_hold_when_its_gap_never_fills(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    session = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
+    sent = [text(f"m{i}", now) for i in range(SKIPPED_KEYS + 11)]
+    wraps = [alice.seal(session, m, now, os.urandom) for m in sent]
+    ahead = wraps[-1]  # index 50: opening it would forget the keys of 0..9
+    assert bob.open_batch([ahead], now, os.urandom) == []
+    assert bob.holding == 1
+    assert bob.open_batch([ahead], now, os.urandom) == []  # given again: still one
+    assert bob.open_batch([], now + HOLD_SECONDS - 1, os.urandom) == []
+    results = bob.open_batch([], now + HOLD_SECONDS, os.urandom)
+    assert opened_ids(results) == [sent[-1].id]
+    assert bob.holding == 0
+    # the late ones: the ratchet kept the newest SKIPPED_KEYS keys, the oldest are gone
+    late = bob.open_batch(wraps[:-1], now + HOLD_SECONDS, os.urandom)
+    assert opened_ids(late) == [m.id for m in sent[10:-1]]
+    assert all(isinstance(r, DecryptionError) for _, r in late[:10])
+
+
+def test_messages_in_order_or_slightly_out_of_order_are_never_held(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    session = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
+    wraps = [alice.seal(session, text(f"m{i}", now), now, os.urandom) for i in range(100)]
+    order = [w for pair in zip(wraps[1::2], wraps[0::2], strict=True) for w in pair]
+    for wrap in order:  # 1, 0, 3, 2, ...: each a gap of at most one
+        results = bob.open_batch([wrap], now, os.urandom)
+        assert len(opened_ids(results)) == 1
+    assert bob.holding == 0
+
+
+def test_held_envelopes_are_bounded(
+    alice: Channel, bob: Channel, now: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of envelopes far ahead cannot grow memory: past the bound, the oldest
+    held are opened at once."""
+    monkeypatch.setattr(channel_module, "_MAX_HELD", 5)
+    session = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
+    wraps = [alice.seal(session, text(f"m{i}", now), now, os.urandom) for i in range(60)]
+    results = bob.open_batch(wraps[45:], now, os.urandom)
+    assert bob.holding == 5
+    assert len(opened_ids(results)) == 10
 
 
 def test_open_batch_reports_bad_envelopes_beside_good_ones(

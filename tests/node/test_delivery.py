@@ -54,6 +54,28 @@ def test_recipient_offline_gets_all_fifty_exactly_once_in_order(
     assert _bodies(bob, alice.pubkey) == expected
 
 
+def test_a_long_chain_read_back_in_small_pages_in_random_order_loses_nothing(
+    node_factory: Callable[..., NodeProcess], relays: Callable[..., RelayProcess]
+) -> None:
+    """120 messages sent to an offline node form one Olm chain (no reply ratchets it);
+    the relay serves them ten at a time, newest randomised timestamp first, so they
+    come back in random order and in many batches. A ratchet keeps only ~40 skipped
+    keys: the node must hold messages that are far ahead until the gap fills."""
+    relay = relays("[limits]\ndefault_limit = 10\nmax_limit = 10\n").url
+    alice, bob = _pair(node_factory, (relay,))
+    bob.stop()
+    for i in range(120):
+        alice.send(bob.pubkey, f"m{i:03d}")
+    wait_for(
+        lambda: all(m["state"] == "sent" for m in alice.messages(bob.pubkey)),
+        what="all 120 accepted by the relay",
+    )
+    bob.start()
+    expected = [f"m{i:03d}" for i in range(120)]
+    wait_for(lambda: _bodies(bob, alice.pubkey) == expected, what="all 120 at bob", timeout=90)
+    assert bob.status()["rejected"] == 0
+
+
 def test_relay_killed_mid_burst_and_one_unreachable(
     node_factory: Callable[..., NodeProcess], relays: Callable[..., RelayProcess]
 ) -> None:

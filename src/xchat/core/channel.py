@@ -22,6 +22,16 @@ A replay of an envelope already processed raises :class:`ReplayError`; a forgery
 tampered envelope raises :class:`DecryptionError` or :class:`InvalidSignature`; anything
 malformed raises :class:`DecodeError`. In every case sessions are left as they were.
 
+Ordering (receiving). Relays return gift wraps in the order of their randomised
+timestamps, and a ratchet keeps at most :data:`SKIPPED_KEYS` skipped message keys per
+chain (vodozemac's bound: a message further behind than that can never be decrypted).
+:meth:`Channel.open_batch` therefore opens each chain in chain-index order (read from
+the Olm message's clear header, used for nothing else), and *holds back* an envelope
+whose opening would push keys of still-missing messages out of that bound: it waits up
+to :data:`HOLD_SECONDS` for the gap to fill (catch-up pages, another relay), then it is
+opened anyway. Held envelopes are kept in memory only and not reported; the caller
+marks nothing seen for them, so after a restart they are read from the relays again.
+
 The caller persists what :class:`Incoming` and :meth:`Channel.seal` report as changed:
 the session after every send and receive, the device after a new inbound session
 (its one-time key is used up).
@@ -31,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -55,12 +65,21 @@ from xchat.errors import (
 from xchat.wire.b64 import b64decode, b64encode
 from xchat.wire.event import Event, Rumor
 
-__all__ = ["ENVELOPE_VERSION", "Channel", "Incoming"]
+__all__ = ["ENVELOPE_VERSION", "HOLD_SECONDS", "SKIPPED_KEYS", "Channel", "Incoming"]
 
 ENVELOPE_VERSION: Final = 1
 #: Oldest epoch (days) whose mailbox keys are kept: longer than relays keep gift wraps.
 MAX_LOOKBACK: Final = 40
 _CERT_CACHE_SIZE: Final = 4096
+#: Skipped message keys a ratchet chain keeps (vodozemac's ``MAX_MESSAGE_KEYS``).
+SKIPPED_KEYS: Final = 40
+#: Longest an envelope far ahead in its chain waits for the ones before it (seconds).
+HOLD_SECONDS: Final = 2
+#: Envelopes held at most; beyond that the oldest are opened at once (a flood of
+#: envelopes with forged headers cannot grow memory).
+_MAX_HELD: Final = 2000
+#: Chains whose progress is tracked (least recently used forgotten first).
+_MAX_CHAINS: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +98,37 @@ class _Unwrapped:
     key: SecretKey
     mailbox: _Mailbox | None
     position: tuple[bytes, int] | None  # the Olm message's (ratchet key, chain index)
+
+
+@dataclass(slots=True)
+class _Chain:
+    """What we opened of one ratchet chain: one past the highest index, and the indices
+    below it not opened yet whose keys the ratchet still keeps (at most SKIPPED_KEYS)."""
+
+    next: int = 0
+    missing: set[int] = field(default_factory=set)
+
+    def skipped_after(self, index: int) -> int:
+        """Skipped keys the chain would hold once ``index`` is opened."""
+        if index < self.next:
+            return len(self.missing) - (index in self.missing)
+        return len(self.missing) + index - self.next
+
+    def opened(self, index: int) -> None:
+        if index < self.next:
+            self.missing.discard(index)
+            return
+        self.missing.update(range(max(self.next, index - SKIPPED_KEYS), index))
+        self.next = index + 1
+        while len(self.missing) > SKIPPED_KEYS:  # the ratchet forgets its oldest keys
+            self.missing.discard(min(self.missing))
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    event: Event
+    item: _Unwrapped
+    since: int
 
 
 def _position(obj: dict[str, Any]) -> tuple[bytes, int] | None:
@@ -120,6 +170,8 @@ class Channel:
         self._windows: set[int] = set()
         # verified certificates by signature, with their JSON to compare field by field
         self._certs: OrderedDict[str, tuple[dict[str, Any], DeviceCertificate]] = OrderedDict()
+        self._chains: OrderedDict[bytes, _Chain] = OrderedDict()  # by ratchet key
+        self._held: OrderedDict[str, _Held] = OrderedDict()  # by event id, oldest first
         self.conversation_keys = nip44.ConversationKeyCache()
         for session in sessions or ():
             self._add(session)
@@ -256,29 +308,39 @@ class Channel:
 
         ``rng`` draws the receive seed of a session that this envelope opens.
         """
-        return self._finish(self._unwrap(event, now), event, now, rng)
+        item = self._unwrap(event, now)
+        incoming = self._finish(item, event, now, rng)
+        self._opened(item)
+        return incoming
+
+    @property
+    def holding(self) -> int:
+        """Envelopes held back, waiting for earlier ones of their chain."""
+        return len(self._held)
 
     def open_batch(
         self, events: list[Event], now: int, rng: Rng
     ) -> list[tuple[Event, Incoming | RemoteProtocolError]]:
         """Open many gift wraps, each Olm chain in order; every result or error, in the
-        order they were processed.
-
-        Relays return gift wraps in the order of their randomised timestamps, and a
-        ratchet keeps only a bounded number of skipped message keys, so a long chain
-        opened backwards would lose its oldest messages. Envelopes are therefore
-        unwrapped first and their Olm messages sorted by chain index within each
-        ratchet chain (chains stay in the order they first appear).
+        order they were processed. Envelopes held back (see the module docstring) are
+        not in the result: they come out of a later call, with the envelopes that filled
+        their gap, or on their own once held :data:`HOLD_SECONDS` (call with no events
+        to let them go). An envelope already held is ignored if given again.
         """
-        unwrapped: list[tuple[Event, _Unwrapped | RemoteProtocolError]] = []
+        unwrapped: list[tuple[Event, _Unwrapped | RemoteProtocolError, int]] = [
+            (held.event, held.item, held.since) for held in self._held.values()
+        ]
         for event in events:
+            if event.id in self._held:
+                continue
             try:
-                unwrapped.append((event, self._unwrap(event, now)))
+                unwrapped.append((event, self._unwrap(event, now), now))
             except RemoteProtocolError as exc:
-                unwrapped.append((event, exc))
+                unwrapped.append((event, exc, now))
+        self._held.clear()
         first: dict[bytes, int] = {}
         keys: list[tuple[int, int]] = []
-        for i, (_, item) in enumerate(unwrapped):
+        for i, (_, item, _) in enumerate(unwrapped):
             position = item.position if isinstance(item, _Unwrapped) else None
             if position is None:
                 keys.append((i, -1))
@@ -287,15 +349,53 @@ class Channel:
         order = sorted(range(len(unwrapped)), key=keys.__getitem__)
         results: list[tuple[Event, Incoming | RemoteProtocolError]] = []
         for i in order:
-            event, item = unwrapped[i]
+            event, item, since = unwrapped[i]
             if isinstance(item, RemoteProtocolError):
                 results.append((event, item))
+                continue
+            if now - since < HOLD_SECONDS and self._far_ahead(item):
+                self._held[event.id] = _Held(event, item, since)
                 continue
             try:
                 results.append((event, self._finish(item, event, now, rng)))
             except RemoteProtocolError as exc:
                 results.append((event, exc))
+            else:
+                self._opened(item)
+        while len(self._held) > _MAX_HELD:  # a flood: open the oldest now
+            _, held = self._held.popitem(last=False)
+            results.extend(self._release(held, now, rng))
         return results
+
+    def _release(
+        self, held: _Held, now: int, rng: Rng
+    ) -> list[tuple[Event, Incoming | RemoteProtocolError]]:
+        try:
+            incoming = self._finish(held.item, held.event, now, rng)
+        except RemoteProtocolError as exc:
+            return [(held.event, exc)]
+        self._opened(held.item)
+        return [(held.event, incoming)]
+
+    def _far_ahead(self, item: _Unwrapped) -> bool:
+        """Would opening ``item`` make its chain forget keys of messages still missing?"""
+        if item.position is None:
+            return False
+        chain = self._chains.get(item.position[0]) or _Chain()
+        return chain.skipped_after(item.position[1]) > SKIPPED_KEYS
+
+    def _opened(self, item: _Unwrapped) -> None:
+        if item.position is None:
+            return
+        ratchet, index = item.position
+        chain = self._chains.get(ratchet)
+        if chain is None:
+            chain = self._chains[ratchet] = _Chain()
+            if len(self._chains) > _MAX_CHAINS:
+                self._chains.popitem(last=False)
+        else:
+            self._chains.move_to_end(ratchet)
+        chain.opened(index)
 
     def _unwrap(self, event: Event, now: int) -> _Unwrapped:
         """Steps 1 and 2: route by recipient and unwrap (no state changes)."""

@@ -29,7 +29,9 @@ channel and commits, in one transaction, the sessions, the device, the contact (
 unknown sender becomes a *message request*), the message or its effect (edit,
 reaction, delete, receipt) and the event id as seen. Then subscribers are told and
 delivery receipts go out (to accepted contacts only). Nothing a peer or relay sends
-can stop the worker: every documented error is counted and dropped.
+can stop the worker: every documented error is counted and dropped. Envelopes the
+channel holds back (far ahead in their Olm chain, see ``xchat.core.channel``) are
+offered again every half second until they open; nothing is marked seen for them.
 
 Privacy: logs carry counts and error classes only, never keys, contacts or text.
 """
@@ -116,6 +118,8 @@ RETRY_MAX: Final = 60.0
 MIN_ACCEPTS: Final = 2
 _MAX_INBOX_RELAYS: Final = 10
 _INBOX_BATCH: Final = 500
+#: How often envelopes held back (out of chain order) are looked at again (seconds).
+_HOLD_TICK: Final = 0.5
 _COMMIT_BATCH: Final = 1000
 _SEEN_KEEP: Final = 45 * 24 * 3600
 _TICK: Final = 1.0
@@ -1035,7 +1039,11 @@ class Node:
 
     async def _inbox_worker(self) -> None:
         while True:
-            batch = [await self._inbox.get()]
+            batch = []
+            # envelopes held back for earlier ones of their chain: look again soon
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_HOLD_TICK if self.channel.holding else None):
+                    batch.append(await self._inbox.get())
             while len(batch) < _INBOX_BATCH and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
             try:
@@ -1049,7 +1057,7 @@ class Node:
         """Open what was not seen before: the messages, and the ids of envelopes that
         are duplicates or bad (to be marked seen; they are never opened again)."""
         ids = [e.id for e in events]
-        already = await self._db(lambda: {i for i in ids if self.store.seen(i)})
+        already = await self._db(lambda: {i for i in ids if self.store.seen(i)}) if ids else set()
         opened: list[Incoming] = []
         seen_only: list[str] = []
         fresh = []

@@ -22,7 +22,7 @@ from tests.relay.conftest import make_event, new_key
 from xchat.core.envelope import gift_wrap
 from xchat.crypto.keys import SecretKey
 from xchat.node.pool import BACKOFF_START, RelayHealth, RelayPool
-from xchat.node.relay_client import PublishResult, RelayConnection
+from xchat.node.relay_client import PublishResult, RelayConnection, reap
 from xchat.wire.event import Event
 
 OPEN_RELAY = "[relay]\nprotect_gift_wraps = false\n"  # serves gift wraps to anyone
@@ -631,3 +631,41 @@ def test_close_leaves_no_task_and_no_connection_behind(
     assert problems == []
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
     assert [r for r in caplog.records if r.name in ("asyncio", "aiohttp.client")] == []
+
+
+# -- stopping tasks ---------------------------------------------------------------------
+
+
+def test_reap_ends_every_task_and_keeps_the_callers_own_cancellation() -> None:
+    """reap() waits for cancelled, failed and finished tasks alike; a caller that is
+    itself cancelled while reaping is cancelled (a worker that swallowed that would
+    carry on, and whoever stops it would wait for ever)."""
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    async def fails() -> None:
+        raise RuntimeError("its own failure")
+
+    async def stubborn() -> None:  # takes a while to stop
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.2)
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(forever()), asyncio.create_task(fails())]
+        await asyncio.sleep(0)
+        await reap(*tasks)
+        assert all(t.done() for t in tasks)
+
+        slow = asyncio.create_task(stubborn())
+        await asyncio.sleep(0)
+        reaper = asyncio.create_task(reap(slow))
+        await asyncio.sleep(0.05)
+        reaper.cancel()  # the caller is stopped while it waits
+        with pytest.raises(asyncio.CancelledError):
+            await reaper
+        assert slow.done()  # still waited for
+
+    run(scenario())

@@ -16,7 +16,6 @@ keys or message text.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import io
 import logging
@@ -38,6 +37,7 @@ from xchat.errors import (
     XChatError,
 )
 from xchat.node import openapi
+from xchat.node.relay_client import reap
 from xchat.node.service import Node, message_json
 from xchat.store.node import ConversationRow
 
@@ -422,9 +422,7 @@ class Api:
             except (ConnectionResetError, RuntimeError):
                 pass
             finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
+                await reap(reader)
 
     async def openapi_doc(self, request: web.Request) -> web.Response:
         return _json(openapi.document())

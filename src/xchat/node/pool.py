@@ -56,7 +56,13 @@ from typing import Any, Final
 import aiohttp
 
 from xchat.crypto.keys import SecretKey
-from xchat.node.relay_client import PublishResult, RelayConnection, RelayError, Subscription
+from xchat.node.relay_client import (
+    PublishResult,
+    RelayConnection,
+    RelayError,
+    Subscription,
+    reap,
+)
 from xchat.wire.event import Event
 from xchat.wire.filter import parse_filter
 
@@ -245,11 +251,7 @@ class RelayPool:
         tasks = [r.task for r in self._readers.values() if r.task is not None]
         if self._janitor is not None:
             tasks.append(self._janitor)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await reap(*tasks)
         for reader in self._readers.values():
             for lane in reader.lanes:
                 await lane.conn.close()
@@ -279,9 +281,7 @@ class RelayPool:
         if reader is None:
             return
         if reader.task is not None:
-            reader.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader.task
+            await reap(reader.task)
         for lane in reader.lanes:
             await lane.conn.close()
         reader.lanes = []
@@ -385,11 +385,7 @@ class RelayPool:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await reap(*tasks)
         for task in done:
             error = None if task.cancelled() else task.exception()
             if error is not None:
@@ -484,11 +480,7 @@ class RelayPool:
 
     @staticmethod
     async def _stop_pumps(live: _Live) -> None:
-        for task in live.pumps:
-            task.cancel()
-        for task in live.pumps:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await reap(*live.pumps)
         live.pumps.clear()
 
     async def _catch_up(self, reader: _Reader, lane: _Lane, filters: list[dict[str, Any]]) -> None:

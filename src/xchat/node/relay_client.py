@@ -29,7 +29,7 @@ from xchat.wire import messages as m
 from xchat.wire.event import Event
 from xchat.wire.filter import Filter
 
-__all__ = ["PublishResult", "RelayConnection", "RelayError", "Subscription"]
+__all__ = ["PublishResult", "RelayConnection", "RelayError", "Subscription", "reap"]
 
 KIND_AUTH = 22242
 
@@ -57,6 +57,29 @@ class Subscription:
     eose: asyncio.Event = field(default_factory=asyncio.Event)
     closed: str | None = None  # the relay's CLOSED reason
     complete: bool = False  # a real EOSE arrived: every stored event was sent
+
+
+async def reap(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel ``tasks`` and wait until every one ended, whatever it raised.
+
+    Not ``suppress(CancelledError)`` around each await: that would also swallow a
+    cancellation of the caller itself while it waits, and a cancelled worker would
+    then carry on. Here the caller's own cancellation is raised again once all ended.
+    """
+    for task in tasks:
+        task.cancel()
+    cancelled = False
+    current = asyncio.current_task()
+    for task in tasks:
+        while not task.done():
+            try:
+                # its own failure does not matter: it has ended, which is all we want
+                with contextlib.suppress(Exception):
+                    await task
+            except asyncio.CancelledError:
+                cancelled = cancelled or (current is not None and current.cancelling() > 0)
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class RelayConnection:
@@ -124,9 +147,7 @@ class RelayConnection:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self._ws.close()
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._reader
+        await reap(self._reader)
         if self._owns_session:
             await self._session.close()
 

@@ -82,7 +82,7 @@ from xchat.errors import (
 )
 from xchat.home import Home, Unlocked
 from xchat.node.pool import RESYNC_INTERVAL, RelayPool
-from xchat.node.relay_client import PublishResult
+from xchat.node.relay_client import PublishResult, reap
 from xchat.store.node import (
     ContactRow,
     ConversationRow,
@@ -330,11 +330,7 @@ class Node:
                 await self._send_receipt(pubkey, Delivered, self._delivered.pop(pubkey))
         if hasattr(self, "pool"):
             await self.pool.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await reap(*self._tasks)  # (a copy: tasks that end remove themselves)
         self._tasks.clear()
         if hasattr(self, "channel"):
             now = str(int(self._clock()))

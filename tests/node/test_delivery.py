@@ -28,21 +28,27 @@ def _bodies(node: NodeProcess, peer: str) -> list[str]:
     return [m["body"] for m in node.messages(peer)]
 
 
+def _send_while_offline(alice: NodeProcess, bob: NodeProcess, count: int) -> list[str]:
+    """Stop bob, send him ``count`` messages, start him, wait until all are there in
+    order; their texts."""
+    bob.stop()
+    expected = [f"m{i:03d}" for i in range(count)]
+    for body in expected:
+        alice.send(bob.pubkey, body)
+    wait_for(
+        lambda: all(m["state"] == "sent" for m in alice.messages(bob.pubkey)),
+        what=f"all {count} accepted by the relays",
+    )
+    bob.start()
+    wait_for(lambda: _bodies(bob, alice.pubkey) == expected, what=f"all {count} at bob", timeout=90)
+    return expected
+
+
 def test_recipient_offline_gets_all_fifty_exactly_once_in_order(
     node_factory: Callable[..., NodeProcess], relays: Callable[..., RelayProcess]
 ) -> None:
-    urls = (relays().url, relays().url)
-    alice, bob = _pair(node_factory, urls)
-    bob.stop()
-    for i in range(50):
-        alice.send(bob.pubkey, f"m{i:02d}")
-    wait_for(
-        lambda: all(m["state"] == "sent" for m in alice.messages(bob.pubkey)),
-        what="all 50 accepted by the relays",
-    )
-    bob.start()
-    expected = [f"m{i:02d}" for i in range(50)]
-    wait_for(lambda: _bodies(bob, alice.pubkey) == expected, what="all 50 at bob", timeout=60)
+    alice, bob = _pair(node_factory, (relays().url, relays().url))
+    expected = _send_while_offline(alice, bob, 50)
     wait_for(
         lambda: all(m["state"] == "delivered" for m in alice.messages(bob.pubkey)),
         what="delivered receipts for all 50",
@@ -63,16 +69,7 @@ def test_a_long_chain_read_back_in_small_pages_in_random_order_loses_nothing(
     keys: the node must hold messages that are far ahead until the gap fills."""
     relay = relays("[limits]\ndefault_limit = 10\nmax_limit = 10\n").url
     alice, bob = _pair(node_factory, (relay,))
-    bob.stop()
-    for i in range(120):
-        alice.send(bob.pubkey, f"m{i:03d}")
-    wait_for(
-        lambda: all(m["state"] == "sent" for m in alice.messages(bob.pubkey)),
-        what="all 120 accepted by the relay",
-    )
-    bob.start()
-    expected = [f"m{i:03d}" for i in range(120)]
-    wait_for(lambda: _bodies(bob, alice.pubkey) == expected, what="all 120 at bob", timeout=90)
+    _send_while_offline(alice, bob, 120)
     assert bob.status()["rejected"] == 0
 
 

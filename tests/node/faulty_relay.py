@@ -5,10 +5,12 @@ Run it as its own process (so that node processes can use it too)::
     python -m tests.node.faulty_relay --upstream ws://127.0.0.1:PORT \\
         [--drop 0.2] [--dup 0.2] [--reorder 0.3] [--hold 3] [--hold-seconds 1.0] \\
         [--drop-publish 0.1] [--refuse-auth] [--no-auth] [--challenge-on-refusal] \\
-        [--one-key] [--latency-ms 0] [--seed N] [--host 127.0.0.1] [--port 0]
+        [--one-key] [--auth-to-publish] [--latency-ms 0] [--seed N] \\
+        [--host 127.0.0.1] [--port 0]
 
 The first line on stdout is ``faulty relay listening on ws://HOST:PORT``. It serves
-until SIGTERM or SIGINT. ``GET /stats`` returns its counters as JSON.
+until SIGTERM or SIGINT. ``GET /stats`` returns its counters as JSON (among them
+``events_from_authenticated``: EVENTs sent on a connection that had sent an AUTH).
 
 Per client connection it opens one upstream connection and forwards every message both
 ways, except:
@@ -29,6 +31,8 @@ ways, except:
   and sends it right after the refusal (as relays that challenge only on demand do);
   ``--one-key`` forwards only the first ``AUTH`` of a connection and answers the others
   ``OK false`` (as rust-nostr's relays, which authenticate one key per connection).
+* ``--auth-to-publish`` answers an ``EVENT`` itself with ``OK false``
+  (``auth-required: ...``) on a connection that has sent no ``AUTH`` yet.
 * ``--latency-ms`` delays every message, both ways, by that much (order kept).
 
 If the upstream relay cannot be reached, the client's WebSocket is accepted and then
@@ -74,6 +78,7 @@ class Faults:
     no_auth: bool = False
     challenge_on_refusal: bool = False
     one_key: bool = False
+    auth_to_publish: bool = False
     latency: float = 0.0  # seconds
     seed: int = 0
 
@@ -174,6 +179,14 @@ class _Link:
         if verb in ("REQ", "CLOSE") and len(msg) >= 2:
             self.live.discard(str(msg[1]))  # a new REQ starts with stored events again
         elif verb == "EVENT":
+            if self.auths:  # what a relay would learn: the publisher's authenticated keys
+                self.stats["events_from_authenticated"] += 1
+            elif self.faults.auth_to_publish:
+                self.stats["events_refused_unauthenticated"] += 1
+                event = msg[1] if len(msg) >= 2 and isinstance(msg[1], dict) else {}
+                reply = ["OK", event.get("id", ""), False, "auth-required: authenticate first"]
+                self._emit(json.dumps(reply))
+                return
             if self.rng.random() < self.faults.drop_publish:
                 self.stats["publishes_dropped"] += 1
                 return
@@ -330,6 +343,9 @@ def main(argv: list[str] | None = None) -> None:
         help="send the AUTH challenge only after an auth-required refusal",
     )
     parser.add_argument("--one-key", action="store_true", help="one AUTH per connection")
+    parser.add_argument(
+        "--auth-to-publish", action="store_true", help="refuse EVENTs before an AUTH"
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay every message")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -344,6 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         no_auth=args.no_auth,
         challenge_on_refusal=args.challenge_on_refusal,
         one_key=args.one_key,
+        auth_to_publish=args.auth_to_publish,
         latency=args.latency_ms / 1000,
         seed=args.seed,
     )
@@ -399,6 +416,7 @@ def start_faulty_relay(
     no_auth: bool = False,
     challenge_on_refusal: bool = False,
     one_key: bool = False,
+    auth_to_publish: bool = False,
     latency_ms: float = 0.0,
     seed: int = 0,
     port: int = 0,
@@ -437,6 +455,8 @@ def start_faulty_relay(
         args.append("--challenge-on-refusal")
     if one_key:
         args.append("--one-key")
+    if auth_to_publish:
+        args.append("--auth-to-publish")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))

@@ -328,6 +328,53 @@ def test_mail_arriving_while_the_keys_change_is_not_lost(
     run(scenario())
 
 
+@pytest.mark.timeout(60)
+def test_publishing_never_uses_the_authenticated_reading_connection(
+    relays: StartRelay, faulty_relays: StartFaulty
+) -> None:
+    """The reader authenticates as our keys; a gift wrap published over that connection
+    would tell the relay who sent it. Publishing and lookups use a connection that never
+    authenticated."""
+    relay = relays()
+    proxy = faulty_relays(relay.url)
+    me, peer = new_key(), new_key()
+
+    async def scenario() -> None:
+        async with running_pool(keyring(me), [proxy.url]) as pool:
+            await until(connected(pool, proxy.url), "connected")
+            assert proxy.stats().get("events_from_authenticated", 0) == 0
+            results = await pool.publish(wrap_to(peer), [proxy.url])
+            assert isinstance(results[proxy.url], PublishResult)
+            assert results[proxy.url].accepted
+            mine = [{"kinds": [1], "authors": [me.public_key.hex]}]
+            assert await pool.query(mine, [proxy.url]) == []
+
+    run(scenario())
+    stats = proxy.stats()
+    assert stats.get("events_from_authenticated", 0) == 0
+    assert stats["connections"] >= 2
+
+
+@pytest.mark.timeout(60)
+def test_a_relay_that_wants_auth_to_publish_gets_the_event_over_the_reading_connection(
+    relays: StartRelay, faulty_relays: StartFaulty
+) -> None:
+    relay = relays()
+    proxy = faulty_relays(relay.url, auth_to_publish=True)
+    me, peer = new_key(), new_key()
+
+    async def scenario() -> None:
+        async with running_pool(keyring(me), [proxy.url]) as pool:
+            await until(connected(pool, proxy.url), "connected")
+            result = await pool.publish_one(proxy.url, wrap_to(peer))
+            assert result.accepted, result
+
+    run(scenario())
+    stats = proxy.stats()
+    assert stats["events_refused_unauthenticated"] == 1
+    assert stats["events_from_authenticated"] == 1
+
+
 @pytest.mark.timeout(120)
 def test_reader_reconnects_after_sigkill_and_restart_on_the_same_port(
     relays: StartRelay,

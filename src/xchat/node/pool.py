@@ -31,8 +31,11 @@ the old subscription is closed only after the relay answered the new one (EOSE),
 no mail falls between them, and only new keys are caught up. Events from all relays
 pass one de-duplication by id before the node sees them.
 
-Publishing goes to any relays (ours, or a contact's inbox relays): connections to relays
-that are not ours are opened on demand and closed after a minute idle. The caller gets
+Publishing goes to any relays (ours, or a contact's inbox relays) over connections of
+its own, never authenticated (the reader's connection is authenticated as our identity:
+a relay would see who sends each gift wrap); they are opened on demand and closed after
+a minute idle. Only a relay that answers ``auth-required`` gets the event again over the
+reader's connection. Lookups (``query``) use the same unauthenticated connections. The caller gets
 each relay's answer and decides whether enough accepted; ``timeout`` bounds the whole
 attempt, connecting included.
 
@@ -693,9 +696,9 @@ class RelayPool:
     # -- writing -----------------------------------------------------------------------
 
     async def _writer(self, url: str) -> RelayConnection:
-        reader = self._readers.get(url)
-        if reader is not None and reader.conn is not None and not reader.conn.closed:
-            return reader.conn
+        """A connection for publishing and looking up, never authenticated: on the
+        reader's connection (authenticated as our identity) a relay would learn who
+        sends each gift wrap and whose bundle we fetch, that is, who talks to whom."""
         lock = self._writer_locks.setdefault(url, asyncio.Lock())
         async with lock:
             cached = self._writers.get(url)
@@ -730,6 +733,17 @@ class RelayPool:
             async with asyncio.timeout(timeout):
                 conn = await self._writer(url)
                 result = await conn.publish(event, timeout)
+                reader = self._readers.get(url)
+                if (
+                    not result.accepted
+                    and result.message.startswith("auth-required")
+                    and reader is not None
+                    and reader.conn is not None
+                    and not reader.conn.closed
+                ):
+                    # a relay that takes events only from authenticated clients: the
+                    # reader's connection, then (it learns that the sender is us)
+                    result = await reader.conn.publish(event, timeout)
         except (RelayError, TimeoutError) as exc:
             if isinstance(exc, RelayError):
                 error = exc

@@ -120,7 +120,14 @@ class PostgresServer:
 
     def stop(self) -> None:
         try:
-            self._ctl("stop", "-m", "fast", "-w")
+            try:
+                self._ctl("stop", "-m", "fast", "-w", "-t", "110")
+            except subprocess.CalledProcessError as exc:
+                # the shutdown checkpoint (fsync on) can outlast the wait on a loaded
+                # machine: say why, then stop it hard
+                print("pg_ctl stop -m fast failed:", exc.stderr, exc.stdout)
+                self._log_tail()
+                self._ctl("stop", "-m", "immediate", "-w")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -166,12 +166,13 @@ class RelayConnection:
                 self._dispatch(parsed)
         finally:
             error = RelayError(f"the connection to {self.url} closed")
-            for ok in self._oks.values():
-                if not ok.done():
-                    ok.set_exception(error)
-            for count in self._counts.values():
-                if not count.done():
-                    count.set_exception(error)
+            # whoever still waits gets the error; a future nobody waits for any more
+            # (its caller gave up) is marked retrieved, so asyncio does not log it
+            futures: list[asyncio.Future[Any]] = [*self._oks.values(), *self._counts.values()]
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+                    future.exception()
             for sub in self._subs.values():
                 sub.closed = sub.closed or "error: connection closed"
                 sub.eose.set()

@@ -273,6 +273,14 @@ def test_req_errors_are_closed_with_reasons(relay: RelayProcess) -> None:
     assert replies[2][0] in ("NOTICE", "CLOSED")
 
 
+def test_negentropy_is_refused_with_neg_err(relay: RelayProcess) -> None:
+    """NIP-77 clients (nostr-sdk's gossip) probe with NEG-OPEN and wait for NEG-MSG or
+    NEG-ERR: the refusal ends their wait at once."""
+    replies = run(raw(relay, ["NEG-OPEN", "n1", {"kinds": [1]}, "6100"], expect=1))
+    assert replies[0][:2] == ["NEG-ERR", "n1"]
+    assert replies[0][2].startswith("blocked:")
+
+
 def test_oversized_messages(relay_factory: Any) -> None:
     relay = relay_factory("[limits]\nmax_message_bytes = 10000\n")
     event = make_event(new_key())

@@ -253,7 +253,7 @@ MALFORMED_CLIENT: list[tuple[Any, str, str | None, str | None, str | None]] = [
     ("[]", "non-empty JSON array", None, None, None),
     ('["FOO"]', "unknown message type", None, None, None),
     ('["event",{}]', "unknown message type", None, None, None),
-    ('["NEG-OPEN","s",{},"00"]', "unknown message type", None, None, None),
+    ('["NEG-OPEN","s",{},"00"]', "NIP-77", "NEG-OPEN", "s", None),
     ('[1,"s"]', "unknown message type", None, None, None),
     ('[null,"s"]', "unknown message type", None, None, None),
     ('[["REQ"],"s"]', "unknown message type", None, None, None),
@@ -323,7 +323,7 @@ def test_malformed_client_messages(
     assert (exc.verb, exc.sub_id, exc.event_id) == (verb, sub_id, event_id)
     assert str(exc) == exc.reason
     assert len(exc.reason) < 120
-    m.parse_relay_message(exc.reply())  # always a well-formed answer
+    check_error(exc)  # always a well-formed answer
 
 
 def test_error_replies() -> None:
@@ -585,10 +585,13 @@ def check_error(exc: MessageError) -> None:
     assert type(exc) is MessageError
     assert isinstance(exc.reason, str)
     verbs = {"EVENT", "REQ", "CLOSE", "AUTH", "COUNT", "OK", "EOSE", "CLOSED", "NOTICE"}
-    assert exc.verb is None or exc.verb in verbs
+    assert exc.verb is None or exc.verb in verbs | {"NEG-OPEN"}
     assert exc.sub_id is None or 1 <= len(exc.sub_id) <= 64
     assert exc.event_id is None or len(exc.event_id) == 64
-    assert isinstance(m.parse_relay_message(exc.reply()), RELAY_TYPES)
+    if exc.verb == "NEG-OPEN" and exc.sub_id is not None:  # NIP-77's NEG-ERR
+        assert orjson.loads(exc.reply()) == ["NEG-ERR", exc.sub_id, "blocked: " + exc.reason]
+    else:
+        assert isinstance(m.parse_relay_message(exc.reply()), RELAY_TYPES)
 
 
 @settings(max_examples=300)

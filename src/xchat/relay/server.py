@@ -424,14 +424,9 @@ class Relay:
         except XChatError as exc:  # pragma: no cover - handlers answer their own errors
             conn.send(m.notice_message(f"error: {exc}"))
 
-    def _answer_error(self, conn: Connection, exc: m.MessageError) -> None:
-        reason = exc.reason
-        if exc.verb in ("EVENT", "AUTH") and exc.event_id is not None:
-            conn.send(m.ok_message(exc.event_id, False, f"invalid: {reason}"))
-        elif exc.verb in ("REQ", "COUNT") and exc.sub_id is not None:
-            conn.send(m.closed_message(exc.sub_id, f"invalid: {reason}"))
-        else:
-            conn.send(m.notice_message(f"invalid: {reason}"))
+    @staticmethod
+    def _answer_error(conn: Connection, exc: m.MessageError) -> None:
+        conn.send(exc.reply())
 
     # -- rate limits ------------------------------------------------------------
 

@@ -64,6 +64,7 @@ __all__ = [
     "count_request",
     "eose_message",
     "event_message",
+    "neg_err_message",
     "notice_message",
     "ok_message",
     "parse_client_message",
@@ -133,13 +134,16 @@ class MessageError(DecodeError):
 
         ``OK false`` for an EVENT or AUTH whose id could be read, ``CLOSED`` for a REQ or
         COUNT whose subscription id could be read, otherwise ``NOTICE``; the text is
-        ``"invalid: " + reason`` in all three.
+        ``"invalid: " + reason`` in all three. A NIP-77 ``NEG-OPEN`` gets ``NEG-ERR``
+        (``"blocked: " + reason``): its clients wait for that, not for a NOTICE.
         """
         text = prefixed(OkPrefix.INVALID, self.reason)
         if self.verb in ("EVENT", "AUTH") and self.event_id is not None:
             return ok_message(self.event_id, False, text)
         if self.verb in ("REQ", "COUNT") and self.sub_id is not None:
             return closed_message(self.sub_id, text)
+        if self.verb == "NEG-OPEN" and self.sub_id is not None:
+            return neg_err_message(self.sub_id, prefixed(OkPrefix.BLOCKED, self.reason))
         return notice_message(text)
 
 
@@ -398,6 +402,9 @@ def parse_client_message(
             raise MessageError("AUTH message must carry an event object", verb=verb)
         event = _event(msg, 1, verb, limits.event_limits, None)
         return ClientAuth(event, _event_json(msg[1], event))
+    if verb == "NEG-OPEN":  # NIP-77: not spoken here (see MessageError.reply)
+        sub_id = _sub_id(msg, verb, limits.max_sub_id_length)
+        raise MessageError("negentropy syncing (NIP-77) is not supported", verb=verb, sub_id=sub_id)
     raise MessageError("unknown message type")
 
 
@@ -518,6 +525,11 @@ def eose_message(sub_id: str) -> str:
 
 def closed_message(sub_id: str, message: str) -> str:
     return _dumps(["CLOSED", sub_id, message])
+
+
+def neg_err_message(sub_id: str, message: str) -> str:
+    """NIP-77's refusal of a negentropy subscription (``blocked:`` or ``closed:``)."""
+    return _dumps(["NEG-ERR", sub_id, message])
 
 
 def notice_message(message: str) -> str:

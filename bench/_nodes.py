@@ -54,7 +54,7 @@ class BenchError(Exception):
     """Something could not be run or misbehaved; the message says what."""
 
 
-#: Every process this run started (each leads a process group of its own).
+#: Every process this run started (most lead a process group of their own; py-spy not).
 STARTED: list[subprocess.Popen[bytes]] = []
 
 
@@ -87,13 +87,24 @@ def cpu_seconds(pid: int) -> float:
 
 
 def stop_group(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM to the process group we created, then SIGKILL to what is left."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+    """SIGTERM to the process group we created (or to the process, if it leads none),
+    then SIGKILL to what is left."""
+    try:
+        leader = os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:
+        leader = False
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if leader:
+                os.killpg(process.pid, sig)
+            elif process.poll() is None:
+                process.send_signal(sig)
+
+    send(signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    send(signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(10)
 
@@ -132,6 +143,7 @@ def spawn(
     pattern: str,
     env: dict[str, str] | None = None,
     timeout: float = 60.0,
+    cwd: Path | None = None,
 ) -> Spawned:
     """Start ``args`` in a session of its own, output to ``log``; wait for ``pattern``."""
     with open(log, "wb") as out:
@@ -141,6 +153,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            cwd=cwd,
             start_new_session=True,
         )
     STARTED.append(process)

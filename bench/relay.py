@@ -94,7 +94,6 @@ import gc
 import os
 import platform
 import random
-import re
 import resource
 import shutil
 import signal
@@ -112,7 +111,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from _nodes import cpu_model, cpu_seconds, process_tree, stop_group
+import _nodes
+from _nodes import STARTED, BenchError, cpu_model, cpu_seconds, process_tree, stop_all, stop_group
 from xchat.core.events import sign_event
 from xchat.crypto.keys import SecretKey
 from xchat.wire import messages as m
@@ -179,10 +179,6 @@ QUICK = Plan(
     idle_cap=60.0,
     ingest_runs=1,
 )
-
-
-class BenchError(Exception):
-    """A relay misbehaved or could not be run; the message says how."""
 
 
 # -- events, signed before any clock starts --------------------------------------------
@@ -282,36 +278,12 @@ class RelayProcess:
         stop_group(self.process)
 
 
-#: Every process this run started, and whether it leads a process group of its own.
-STARTED: list[tuple[subprocess.Popen[bytes], bool]] = []
-
-
 def spawn(
     name: str, args: list[str], tmp: Path, pattern: str, env: dict[str, str] | None = None
 ) -> RelayProcess:
-    log = tmp / f"{name}.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=tmp,
-            start_new_session=True,
-        )
-    STARTED.append((process, True))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = re.search(pattern, log.read_text(errors="replace"))
-        if found:
-            return RelayProcess(name, "ws://" + found.group(1), process, log)
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    stop_group(process)
-    tail = log.read_text(errors="replace")[-1500:]
-    raise BenchError(f"{name} did not start (exit {process.poll()}):\n{tail}")
+    """A relay started by ``_nodes.spawn`` in ``tmp``; ``pattern`` finds its host:port."""
+    started = _nodes.spawn(name, args, tmp / f"{name}.log", pattern, env, cwd=tmp)
+    return RelayProcess(name, "ws://" + started.found, started.process, started.log)
 
 
 def start_ours(tmp: Path) -> RelayProcess:
@@ -743,7 +715,7 @@ class Meter:
             args += ["--rate", "250", "--idle", "--threads", "--nonblocking", "-o", str(out)]
             with open(self.profile_dir / f"ours-{label}.log", "wb") as log:
                 self.spy = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-            STARTED.append((self.spy, False))
+            STARTED.append(self.spy)
             await asyncio.sleep(0.5)
         gc.collect()
         gc.freeze()  # what setup built is never scanned again ...
@@ -1282,14 +1254,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         results, notes = run_all(relays, measurements, plan, data, args.py_spy, unavailable)
     finally:
-        for process, group in STARTED:
-            if process.poll() is not None:
-                continue
-            if group:
-                stop_group(process, grace=2.0)
-            else:
-                process.kill()
-                process.wait(10)
+        stop_all(grace=2.0)
 
     print()
     for note in notes:

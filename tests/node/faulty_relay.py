@@ -63,6 +63,8 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from tests.processes import stop_process
+
 __all__ = ["Faults", "FaultyRelay", "start_faulty_relay"]
 
 
@@ -391,16 +393,7 @@ class FaultyRelay:
         return data
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(timeout)
-        finally:
-            if self.process.stdout is not None:
-                self.process.stdout.close()
+        return stop_process(self.process, sig, timeout)
 
 
 def start_faulty_relay(

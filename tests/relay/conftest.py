@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop_process
 from xchat.core.events import sign_event
 from xchat.crypto.keys import SecretKey
 from xchat.wire.event import Event
@@ -33,16 +34,7 @@ class RelayProcess:
         return "http://" + self.url.removeprefix("ws://")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(timeout)
-        finally:
-            if self.process.stdout is not None:
-                self.process.stdout.close()
+        return stop_process(self.process, sig, timeout)
 
 
 def start_relay(

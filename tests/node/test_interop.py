@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import nostr_sdk as sdk
-import orjson
 import pytest
 
 from tests.node.nodes import NodeProcess, make_home, wait_for
 from tests.relay.conftest import RelayProcess
+from tests.sdk_client import SdkListener
 
 T = TypeVar("T")
 
@@ -211,17 +211,15 @@ async def api(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(fn, *args)
 
 
-class NostrUser:
+class NostrUser(SdkListener):
     """A nostr-sdk client with keys of its own, reading its gift wraps from one relay."""
 
+    wait_seconds = WAIT.total_seconds()
+
     def __init__(self, client: sdk.Client, keys: sdk.Keys, url: str) -> None:
-        self.client = client
         self.keys = keys
-        self.url = sdk.RelayUrl.parse(url)
-        self.messages: list[list[Any]] = []
         self.wraps: asyncio.Queue[sdk.Event] = asyncio.Queue()
-        self._stream = client.notifications()
-        self._pump = asyncio.create_task(self._read())
+        super().__init__(client, url)
 
     @property
     def pubkey(self) -> str:
@@ -231,24 +229,9 @@ class NostrUser:
     def npub(self) -> str:
         return str(self.keys.public_key().to_bech32())
 
-    async def _read(self) -> None:
-        while (note := await self._stream.next()) is not None:
-            if note.is_message():
-                assert isinstance(note, sdk.ClientNotification.MESSAGE)
-                self.messages.append(orjson.loads(note.message.as_json()))
-            elif note.is_new_event():
-                assert isinstance(note, sdk.ClientNotification.NEW_EVENT)
-                if note.event.kind().as_u16() == 1059:
-                    self.wraps.put_nowait(note.event)
-
-    async def wait_for_message(self, match: Callable[[list[Any]], bool]) -> list[Any]:
-        deadline = time.monotonic() + WAIT.total_seconds()
-        while time.monotonic() < deadline:
-            for message in self.messages:
-                if match(message):
-                    return message
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"no such relay message: {self.messages}")
+    def on_event(self, event: sdk.Event) -> None:
+        if event.kind().as_u16() == 1059:
+            self.wraps.put_nowait(event)
 
     async def publish(self, event: sdk.Event, target: sdk.SendEventTarget | None = None) -> None:
         """Send; the relay must accept it."""
@@ -272,13 +255,6 @@ class NostrUser:
         wrap = await asyncio.wait_for(self.wraps.get(), DEADLINE)
         assert wrap.verify()
         return sdk.UnwrappedGift.from_gift_wrap(self.keys, wrap)
-
-    async def close(self) -> None:
-        await self.client.shutdown()
-        try:
-            await asyncio.wait_for(self._pump, 5)
-        except TimeoutError:
-            self._pump.cancel()
 
 
 @contextlib.asynccontextmanager

@@ -24,16 +24,16 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 from typing import Any
 
 import aiohttp
 import nostr_sdk as sdk
-import orjson
 import pytest
 
 from tests.relay.conftest import RelayProcess, make_event, new_key
+from tests.sdk_client import SdkListener
 from xchat.core.events import verify_event
 from xchat.core.identity import Identity
 from xchat.core.nip17 import wrap_rumor
@@ -103,36 +103,8 @@ def hex_of(keys: sdk.Keys) -> str:
 # -- their client ---------------------------------------------------------------------
 
 
-class TheirClient:
+class TheirClient(SdkListener):
     """A nostr-sdk Client on one relay, with every relay message it got (as JSON)."""
-
-    def __init__(self, client: sdk.Client, url: str) -> None:
-        self.client = client
-        self.url = sdk.RelayUrl.parse(url)
-        self.messages: list[list[Any]] = []
-        self.new_events: asyncio.Queue[sdk.Event] = asyncio.Queue()
-        self._stream = client.notifications()
-        self._pump = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        while (note := await self._stream.next()) is not None:
-            if note.is_message():
-                assert isinstance(note, sdk.ClientNotification.MESSAGE)
-                self.messages.append(orjson.loads(note.message.as_json()))
-            elif note.is_new_event():
-                assert isinstance(note, sdk.ClientNotification.NEW_EVENT)
-                self.new_events.put_nowait(note.event)
-
-    async def wait_for_message(
-        self, match: Callable[[list[Any]], bool], timeout: float = 5
-    ) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in self.messages:
-                if match(message):
-                    return message
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"no such message within {timeout} s: {self.messages}")
 
     async def send(self, event: Event) -> sdk.SendEventOutput:
         """Publish one of our events through their client; the relay must accept it."""
@@ -149,13 +121,6 @@ class TheirClient:
         for event in found:
             assert event.verify()
         return [ours(event) for event in found]
-
-    async def close(self) -> None:
-        await self.client.shutdown()
-        try:
-            await asyncio.wait_for(self._pump, 5)
-        except TimeoutError:
-            self._pump.cancel()
 
 
 @contextlib.asynccontextmanager

@@ -172,6 +172,19 @@ def message_action(user: User, text: str, action: str) -> None:
     ).click()
 
 
+def two_users(
+    web_nodes: Callable[..., WebNode], relay: str, bob_phrase: str | None = None
+) -> tuple[WebNode, WebNode]:
+    """Alice's and Bob's nodes, set up through the API, each the other's contact."""
+    alice_node = web_nodes(relay, "alice")
+    bob_node = web_nodes(relay, "bob")
+    alice_node.setup()
+    bob_node.setup(bob_phrase)
+    alice_node.add(bob_node, "Bob")
+    bob_node.add(alice_node, "Alice")
+    return alice_node, bob_node
+
+
 def test_two_users_onboard_add_each_other_and_chat(
     browser: Browser,
     relays: Callable[..., RelayProcess],
@@ -304,12 +317,7 @@ def test_relay_killed_then_back_and_node_restarted(
 ) -> None:
     first = relays()
     port = int(first.url.rsplit(":", 1)[1])
-    alice_node = web_nodes(first.url, "alice")
-    bob_node = web_nodes(first.url, "bob")
-    alice_node.setup()
-    bob_node.setup()
-    alice_node.call("POST", "/api/contacts", {"address": bob_node.card(), "name": "Bob"})
-    bob_node.call("POST", "/api/contacts", {"address": alice_node.card(), "name": "Alice"})
+    alice_node, bob_node = two_users(web_nodes, first.url)
     alice = open_app(browser, alice_node)
     alice.open_chat("Bob")
     alice.send("before the outage")
@@ -478,13 +486,7 @@ def test_small_screen_and_keyboard_only(
     relays: Callable[..., RelayProcess],
     web_nodes: Callable[..., WebNode],
 ) -> None:
-    relay = relays().url
-    alice_node = web_nodes(relay, "alice")
-    bob_node = web_nodes(relay, "bob")
-    alice_node.setup()
-    bob_node.setup()
-    bob_node.call("POST", "/api/contacts", {"address": alice_node.card(), "name": "Alice"})
-    alice_node.call("POST", "/api/contacts", {"address": bob_node.card(), "name": "Bob"})
+    alice_node, bob_node = two_users(web_nodes, relays().url)
     for i in range(60):
         bob_node.send(alice_node.pubkey, f"message number {i}")
     wait_for(
@@ -561,13 +563,8 @@ def test_a_contacts_new_device_is_a_clear_warning(
     web_nodes: Callable[..., WebNode],
 ) -> None:
     relay = relays().url
-    alice_node = web_nodes(relay, "alice")
-    bob_node = web_nodes(relay, "bob")
     bob_phrase = Identity.generate(os.urandom).phrase
-    alice_node.setup()
-    bob_node.setup(bob_phrase)
-    alice_node.call("POST", "/api/contacts", {"address": bob_node.card(), "name": "Bob"})
-    bob_node.call("POST", "/api/contacts", {"address": alice_node.card(), "name": "Alice"})
+    alice_node, bob_node = two_users(web_nodes, relay, bob_phrase)
     bob_node.send(alice_node.pubkey, "from my first computer")
     wait_for(lambda: alice_node.messages(bob_node.pubkey), what="the first message")
     alice_node.call("POST", f"/api/contacts/{bob_node.pubkey}/verify", {"verified": True})
@@ -584,7 +581,7 @@ def test_a_contacts_new_device_is_a_clear_warning(
     # Bob restores his account on a second computer and writes from there.
     second = web_nodes(relay, "bob-again")
     second.setup(bob_phrase)
-    second.call("POST", "/api/contacts", {"address": alice_node.card(), "name": "Alice"})
+    second.add(alice_node, "Alice")
     second.send(alice_node.pubkey, "from my new computer")
     expect(alice.message("from my new computer")).to_be_visible()
     expect(warning).to_be_visible()

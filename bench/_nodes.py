@@ -39,8 +39,9 @@ PASSPHRASE = "correct horse battery"
 
 #: Our relay's configuration: rate limits and connection caps out of the way (every
 #: connection of the benchmark comes from 127.0.0.1); everything else is the default.
+#: bench/delivery.py and bench/relay.py use it.
 RELAY_CONFIG = """\
-# bench/delivery.py: rate limits and connection caps out of the way; all else default.
+# bench: rate limits and connection caps out of the way; all else default.
 [limits]
 events_per_second = 1e9
 events_burst = 1000000000

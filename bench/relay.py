@@ -136,16 +136,6 @@ TARGET_INGEST_RATIO = 0.6
 TARGET_FANOUT = 40_000.0
 TARGET_IDLE_KIB = 16.0
 
-OUR_CONFIG = """\
-# bench/relay.py: rate limits and connection caps out of the way; all else default.
-[limits]
-events_per_second = 1e9
-events_burst = 1000000000
-ip_events_per_second = 1e9
-ip_events_burst = 1000000000
-max_connections_per_ip = 100000
-"""
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -288,7 +278,7 @@ def spawn(
 
 def start_ours(tmp: Path) -> RelayProcess:
     config = tmp / "relay.toml"
-    config.write_text(OUR_CONFIG)
+    config.write_text(_nodes.RELAY_CONFIG)  # rate limits and connection caps out of the way
     args = [sys.executable, "-m", "xchat", "relay", "--host", "127.0.0.1", "--port", "0"]
     args += ["--db", str(tmp / "relay.sqlite3"), "--config", str(config)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +32,8 @@ from hypothesis import strategies as st
 from tests.store.conftest import Backend
 from xchat.core.events import verify_event
 from xchat.errors import LocalProtocolError
+from xchat.relay.config import RelayLimits
+from xchat.relay.query import stored_results
 from xchat.store.events import EventStore, SaveStatus, StoredEvent, expiration_of
 from xchat.store.migrations import SCHEMA_VERSION
 from xchat.store.sqlite import SqliteEventStore
@@ -962,6 +965,83 @@ def test_queries_agree_with_a_model(backend: Backend, data: st.DataObject) -> No
     unlimited = [dataclasses.replace(f, limit=None) for f in filters]
     expected_count = len(model_query(model, unlimited, now, 10**9))
     assert backend.run(store.count(filters, now)) == expected_count
+    # The relay's stream: keyset pages and byte-bounded loads give the same answer, and
+    # gift wraps only to the recipients given.
+    recipients = data.draw(
+        st.none() | st.frozensets(st.sampled_from(P_VALUES), max_size=2), label="recipients"
+    )
+    page = data.draw(st.integers(1, 4), label="key_page")
+    limits = RelayLimits(
+        query_batch_events=data.draw(st.integers(1, 5), label="batch_events"),
+        query_batch_bytes=data.draw(st.integers(1, 2000), label="batch_bytes"),
+    )
+    capped = [
+        dataclasses.replace(f, limit=cap if f.limit is None else min(f.limit, cap)) for f in filters
+    ]
+    visible = {i: s for i, s in model.items() if seen_by(s, recipients)}
+    streamed = backend.run(stream_ids(store, capped, now, recipients, limits, page))
+    assert streamed == model_query(visible, filters, now, cap)
+    assert backend.run(store.count(filters, now, recipients)) == len(
+        model_query(visible, unlimited, now, 10**9)
+    )
+
+
+def seen_by(stored: StoredEvent, recipients: frozenset[str] | None) -> bool:
+    if recipients is None or stored.event.kind != 1059:
+        return True
+    return any(t[0] == "p" and t[1] in recipients for t in stored.event.tags if len(t) >= 2)
+
+
+async def stream_ids(
+    store: EventStore,
+    filters: list[Filter],
+    now: int,
+    recipients: frozenset[str] | None,
+    limits: RelayLimits,
+    page: int,
+) -> list[str]:
+    batches = stored_results(
+        store,
+        filters,
+        now,
+        recipients=recipients,
+        limits=limits,
+        gate=asyncio.Semaphore(1),
+        key_page=page,
+    )
+    ids: list[str] = []
+    async for texts in batches:
+        assert len(texts) <= limits.query_batch_events
+        # a batch exceeds its byte budget by less than one event
+        assert sum(map(len, texts)) - len(texts[-1]) < limits.query_batch_bytes
+        ids += [orjson.loads(text)["id"] for text in texts]
+    return ids
+
+
+def test_keyset_pages_and_byte_bounded_loads(db: Db) -> None:
+    events = [make(created_at=NOW - (i % 4), content="x" * (100 + i)) for i in range(30)]
+    db.save(*events)
+    expected = newest_first(*events)
+    store, run = db.store, db.backend.run
+    keys: list[tuple[int, str]] = []
+    after = None
+    while True:
+        page = run(store.query_keys(Filter(kinds=frozenset({1})), NOW, after=after, limit=7))
+        keys += page
+        if len(page) < 7:
+            break
+        after = page[-1]
+    assert [k[1] for k in keys] == expected
+    by_id = {e.event.id: e for e in events}
+    assert all(by_id[i].event.created_at == c for c, i in keys)
+    ids = [k[1] for k in keys]
+    budget = len(by_id[ids[0]].json) + len(by_id[ids[1]].json) + 1
+    consumed, texts = run(store.load(ids, NOW, budget))
+    assert consumed == 3  # the third passes the budget, and is the last one read
+    assert texts == [by_id[i].json for i in ids[:3]]
+    # gone ids are consumed without a text; a zero budget still takes one id
+    assert run(store.load(["00" * 32, "nothex", *ids[:2]], NOW, 1)) == (3, [by_id[ids[0]].json])
+    assert run(store.load([], NOW, 100)) == (0, [])
 
 
 def test_stores_never_block_the_event_loop_long(backend: Backend) -> None:

@@ -41,8 +41,9 @@ class RelayLimits:
     #: WebSocket message size. Larger messages get an error notice; messages over four
     #: times this close the connection (1009), as WebSocket specifies.
     max_message_bytes: int = 256 * 1024
-    #: Event content size (a gift wrap of the largest NIP-44 payload is ~87.5 KiB).
-    max_content_bytes: int = 128 * 1024
+    #: Event content length in characters, as NIP-11's ``max_content_length`` counts (a
+    #: gift wrap of the largest NIP-44 payload is ~87.5 Ki characters of base64).
+    max_content_length: int = 128 * 1024
     max_event_tags: int = 2000
     max_subscriptions: int = 20
     max_filters: int = 10
@@ -64,6 +65,19 @@ class RelayLimits:
     min_pow_difficulty: int = 0
     #: Bytes queued for one client before it is considered too slow and disconnected.
     max_send_queue_bytes: int = 8 * 1024 * 1024
+    #: Seconds a client may go without reading anything while the relay has data for it
+    #: (the socket's buffers full) before it is disconnected.
+    write_timeout: float = 30.0
+    #: Stored results of a REQ: JSON loaded from the store per batch (exceeded by less
+    #: than one event) and events per batch; a batch is loaded only while fewer than
+    #: ``query_window_bytes`` wait to be sent to the client.
+    query_batch_bytes: int = 512 * 1024
+    query_batch_events: int = 100
+    query_window_bytes: int = 1024 * 1024
+    #: Store reads (query pages, loads, counts) running at once, for all connections;
+    #: REQs served from the store at once by one connection (the others wait their turn).
+    max_concurrent_queries: int = 8
+    max_queries_per_connection: int = 2
 
     def check(self) -> None:
         for f in dataclasses.fields(self):
@@ -142,7 +156,11 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> RelayConfig
     if unknown:
         raise InvalidInput(f"unknown table(s) in the config file: {', '.join(sorted(unknown))}")
     relay = _typed(RelayConfig, data.get("relay", {}), "relay")
-    limits = RelayLimits(**_typed(RelayLimits, data.get("limits", {}), "limits"))
+    limits_table = dict(data.get("limits", {}))
+    if "max_content_bytes" in limits_table:  # its name until it counted characters
+        old = limits_table.pop("max_content_bytes")
+        limits_table.setdefault("max_content_length", old)
+    limits = RelayLimits(**_typed(RelayLimits, limits_table, "limits"))
     relay.update({k: v for k, v in overrides.items() if v is not None})
     config = RelayConfig(limits=limits, **relay)
     config.check()

@@ -5,8 +5,11 @@ several allowed), two token buckets and a bounded queue of outgoing messages dra
 a writer task that exists only while there is something to send (an idle connection
 costs little). Bad input never ends the process: it is answered with ``OK false``,
 ``CLOSED`` or ``NOTICE`` and the connection stays usable, except for messages so large
-that WebSocket itself says to close (1009), and clients too slow to read what they
-asked for, which are disconnected rather than buffered without bound.
+that WebSocket itself says to close (1009), and clients that stop reading (nothing read
+for ``write_timeout`` seconds) or let live events pile up past ``max_send_queue_bytes``,
+which are disconnected rather than buffered without bound. Stored results of a REQ are
+streamed with back-pressure (:mod:`xchat.relay.query`): they never count against a
+client that keeps reading.
 
 Privacy: the relay logs no IP addresses, keys or event contents; gift wraps (kind 1059)
 are served only to connections authenticated as their recipient (configurable).
@@ -38,6 +41,7 @@ from xchat.crypto.keys import PublicKey
 from xchat.errors import DecodeError, XChatError
 from xchat.relay.config import RelayConfig
 from xchat.relay.ingest import Ingestor, Rejected, Result
+from xchat.relay.query import serve_stored, stored_results
 from xchat.relay.ratelimit import TokenBucket
 from xchat.relay.subscriptions import Subscription, SubscriptionIndex
 from xchat.store.events import (
@@ -105,6 +109,7 @@ class Connection:
         "closed",
         "host",
         "ip",
+        "queries",
         "queue",
         "queued",
         "relay",
@@ -135,6 +140,7 @@ class Connection:
         self.queue: deque[str] | None = None
         self.queued = 0
         self.writer: asyncio.Task[None] | None = None
+        self.queries: asyncio.Semaphore | None = None
         self.closed = False
 
     def send(self, text: str) -> None:
@@ -155,16 +161,49 @@ class Connection:
         if self.writer is None:
             self.writer = asyncio.get_running_loop().create_task(self._write())
 
+    def unsent(self) -> int:
+        """Bytes (about: characters, until framed) waiting to reach the client's socket."""
+        return self.queued + self.transport.get_write_buffer_size()
+
+    async def wait_unsent_below(self, limit: int) -> None:
+        """Return once fewer than ``limit`` bytes wait to be sent, or the connection closed.
+
+        The writer drops a client that reads nothing for ``write_timeout``, which ends
+        this wait too.
+        """
+        while not self.closed and self.unsent() >= limit:
+            if self.transport.is_closing():
+                self.closed = True
+                return
+            await asyncio.sleep(0.005)
+
+    def query_slot(self) -> asyncio.Semaphore:
+        if self.queries is None:
+            self.queries = asyncio.Semaphore(self.relay.config.limits.max_queries_per_connection)
+        return self.queries
+
+    def _stalled(self) -> None:
+        """Drop a client that read nothing for ``write_timeout`` seconds."""
+        self.closed = True
+        self.queue = None
+        log.info(
+            "dropped a client that read nothing for %ss", self.relay.config.limits.write_timeout
+        )
+        self.transport.abort()  # a close frame would wait in the same full buffers
+
     async def _write(self) -> None:
         """Drain the queue, many WebSocket frames per socket write.
 
         Frames are built here (server frames are unmasked and we never compress) and
         written straight to the transport: one system call for everything queued rather
         than one per message, which halves the cost of a delivery. Flow control is the
-        transport's own buffer size.
+        transport's own buffer size; while it stays full (the client reads nothing) for
+        ``write_timeout`` seconds, the client is dropped.
         """
         queue = self.queue
         transport = self.transport
+        loop = asyncio.get_running_loop()
+        timeout = self.relay.config.limits.write_timeout
         try:
             while queue and not self.closed:
                 if transport.is_closing():
@@ -179,10 +218,19 @@ class Connection:
                     parts.append(data)
                     size += len(data)
                 transport.write(b"".join(parts))
-                while transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+                buffered = transport.get_write_buffer_size()
+                progress = loop.time()
+                while buffered > _WRITE_HIGH_WATER:
                     if transport.is_closing():
                         raise ConnectionError
                     await asyncio.sleep(0.005)  # a slow reader: let the kernel drain it
+                    now_buffered = transport.get_write_buffer_size()
+                    if now_buffered < buffered:
+                        progress = loop.time()
+                    elif loop.time() - progress > timeout:
+                        self._stalled()
+                        return
+                    buffered = now_buffered
         except (ConnectionError, RuntimeError):
             self.closed = True  # the peer went away; the reader loop will notice
         finally:
@@ -249,8 +297,10 @@ class Relay:
         self.config = config
         self.store = store
         limits = config.limits
+        # Content is limited in characters (NIP-11) by _refusal; in bytes only by the
+        # message size.
         event_limits = EventLimits(
-            max_content_bytes=limits.max_content_bytes, max_tags=limits.max_event_tags
+            max_content_bytes=limits.max_message_bytes, max_tags=limits.max_event_tags
         )
         self.message_limits = m.MessageLimits(
             max_message_bytes=limits.max_message_bytes,
@@ -263,6 +313,8 @@ class Relay:
         self.connections: set[Connection] = set()
         self.per_ip: defaultdict[str, int] = defaultdict(int)
         self.ip_buckets: dict[str, TokenBucket] = {}
+        self.query_gate = asyncio.Semaphore(limits.max_concurrent_queries)
+        self._streams: set[asyncio.Task[None]] = set()
         self.ingest = Ingestor(
             store,
             self._fan_out,
@@ -356,7 +408,7 @@ class Relay:
                 "default_limit": limits.default_limit,
                 "max_subid_length": limits.max_sub_id_length,
                 "max_event_tags": limits.max_event_tags,
-                "max_content_length": limits.max_content_bytes,
+                "max_content_length": limits.max_content_length,
                 "min_pow_difficulty": limits.min_pow_difficulty,
                 "auth_required": False,
                 "payment_required": False,
@@ -373,6 +425,12 @@ class Relay:
                 "max_connections_per_ip": limits.max_connections_per_ip,
                 "max_filter_values": limits.max_filter_values,
                 "max_send_queue_bytes": limits.max_send_queue_bytes,
+                "write_timeout": limits.write_timeout,
+                "query_batch_bytes": limits.query_batch_bytes,
+                "query_batch_events": limits.query_batch_events,
+                "query_window_bytes": limits.query_window_bytes,
+                "max_concurrent_queries": limits.max_concurrent_queries,
+                "max_queries_per_connection": limits.max_queries_per_connection,
                 "gift_wraps_only_to_recipient": self.config.protect_gift_wraps,
             },
         }
@@ -464,6 +522,9 @@ class Relay:
             conn.send(m.ok_message(event.id, False, "rate-limited: slow down"))
             return
         refusal = self._refusal(conn, event, int(time.time()))
+        most = self.config.limits.max_content_length
+        if refusal is None and len(event.content) > most:  # NIP-11 counts characters
+            refusal = f"invalid: content is longer than {most} characters"
         if refusal is not None:
             conn.send(m.ok_message(event.id, False, refusal))
             return
@@ -541,23 +602,39 @@ class Relay:
         # query. An event committed in between may arrive twice; clients de-duplicate by id.
         conn.add_subscription(sub)
         self.index.add(sub)
+        # Streamed in a task, so the connection keeps reading (CLOSE, EVENT) meanwhile.
+        task = asyncio.get_running_loop().create_task(self._serve_req(conn, sub, message))
+        self._streams.add(task)
+        task.add_done_callback(self._streams.discard)
+
+    def _recipients(self, conn: Connection) -> frozenset[str] | None:
+        """Whose gift wraps a query may see: the keys ``conn`` authenticated as."""
+        return frozenset(conn.authed) if self.config.protect_gift_wraps else None
+
+    async def _serve_req(self, conn: Connection, sub: Subscription, message: m.ClientReq) -> None:
+        sub_id = message.sub_id
+        limits = self.config.limits
         try:
-            stored = await self.store.query(
-                self._with_limits(message.filters), int(time.time()), self.config.limits.max_limit
-            )
+            async with conn.query_slot():
+                if conn.closed or conn.subscription(sub_id) is not sub:
+                    return  # closed or replaced while it waited its turn
+                batches = stored_results(
+                    self.store,
+                    self._with_limits(message.filters),
+                    int(time.time()),
+                    recipients=self._recipients(conn),
+                    limits=limits,
+                    gate=self.query_gate,
+                )
+                await serve_stored(
+                    conn, sub_id, sub, conn.subscription, batches, limits.query_window_bytes
+                )
         except Exception:
             log.exception("query failed")
-            conn.remove_subscription(sub_id)
-            self.index.remove(sub)
-            conn.send(m.closed_message(sub_id, "error: the query failed"))
-            return
-        if conn.subscription(sub_id) is not sub:
-            return  # closed or replaced while the query ran
-        protect = self.config.protect_gift_wraps
-        for item in stored:
-            if conn.can_see(item.event, protect):
-                conn.send(m.event_message(sub_id, item.json))
-        conn.send(m.eose_message(sub_id))
+            if conn.subscription(sub_id) is sub:
+                conn.remove_subscription(sub_id)
+                self.index.remove(sub)
+                conn.send(m.closed_message(sub_id, "error: the query failed"))
 
     async def _on_count(self, conn: Connection, message: m.ClientCount) -> None:
         sub_id = message.sub_id
@@ -569,7 +646,13 @@ class Relay:
         if refusal is not None:
             conn.send(m.closed_message(sub_id, refusal))
             return
-        count = await self.store.count(filters, int(time.time()))
+        try:
+            async with self.query_gate:
+                count = await self.store.count(filters, int(time.time()), self._recipients(conn))
+        except Exception:
+            log.exception("count failed")
+            conn.send(m.closed_message(sub_id, "error: the count failed"))
+            return
         conn.send(m.count_message(sub_id, count))
 
     async def _on_close(self, conn: Connection, message: m.ClientClose) -> None:

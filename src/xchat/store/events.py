@@ -25,6 +25,7 @@ __all__ = [
     "KIND_DELETION",
     "KIND_GIFT_WRAP",
     "EventStore",
+    "Key",
     "SaveOutcome",
     "SaveStatus",
     "StoredEvent",
@@ -37,6 +38,9 @@ __all__ = [
 
 KIND_DELETION: Final = 5
 KIND_GIFT_WRAP: Final = 1059
+
+#: Where an event sits in query order: ``(created_at, id)``; newest first, then lowest id.
+Key = tuple[int, str]
 
 
 def is_replaceable(kind: int) -> bool:
@@ -126,8 +130,42 @@ class EventStore(Protocol):
         """
         ...
 
-    async def count(self, filters: Sequence[Filter], now: int) -> int:
-        """NIP-45: the number of distinct unexpired events matching any filter."""
+    async def query_keys(
+        self,
+        f: Filter,
+        now: int,
+        *,
+        after: Key | None,
+        limit: int,
+        recipients: frozenset[str] | None = None,
+    ) -> list[Key]:
+        """One page of the keys of the unexpired events matching ``f``, in query order.
+
+        At most ``limit`` keys, all strictly after ``after`` (a keyset cursor: the last
+        key of the previous page, or None for the first). ``f.limit`` is ignored: the
+        caller counts. With ``recipients`` (a set of hex keys), a gift wrap matches only
+        if one of its ``p`` tags names one of them (NIP-59: served only to its recipient).
+        """
+        ...
+
+    async def load(self, ids: Sequence[str], now: int, max_bytes: int) -> tuple[int, list[str]]:
+        """The stored JSON of the events ``ids``, in that order, up to about ``max_bytes``.
+
+        Returns ``(consumed, texts)``: the first ``consumed`` ids were dealt with (loaded,
+        or left out as deleted or expired since their key was read); loading stops after
+        the event that brings the total past ``max_bytes``, so at least one id is
+        consumed when ``ids`` is not empty and the texts exceed ``max_bytes`` by less
+        than one event.
+        """
+        ...
+
+    async def count(
+        self, filters: Sequence[Filter], now: int, recipients: frozenset[str] | None = None
+    ) -> int:
+        """NIP-45: the number of distinct unexpired events matching any filter.
+
+        ``recipients`` restricts gift wraps as in :meth:`query_keys`.
+        """
         ...
 
     async def purge(self, now: int, gift_wrap_max_age: int) -> int:

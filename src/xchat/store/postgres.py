@@ -33,6 +33,7 @@ from xchat.errors import LocalProtocolError
 from xchat.store.events import (
     KIND_DELETION,
     KIND_GIFT_WRAP,
+    Key,
     SaveOutcome,
     SaveStatus,
     StoredEvent,
@@ -92,6 +93,15 @@ _FROM_TAGS: Final = (
 _HAS_TAG: Final = (
     "EXISTS (SELECT 1 FROM tags x WHERE x.event_seq = e.seq AND x.name = {} AND x.value = ANY({}))"
 )
+# NIP-59: a gift wrap is visible only to a recipient named in one of its p tags.
+_VISIBLE_WRAP: Final = (
+    "(e.kind <> 1059 OR EXISTS (SELECT 1 FROM tags r"
+    " WHERE r.event_seq = e.seq AND r.name = 'p' AND r.value = ANY({})))"
+)
+# octet_length reads a TOASTed value's header, not the value: sizes cost no I/O.
+_SIZES: Final = """SELECT id, octet_length(json) FROM events
+    WHERE id = ANY($1::bytea[]) AND (expiration IS NULL OR expiration > $2::bigint)"""
+_JSON: Final = "SELECT id, json FROM events WHERE id = ANY($1::bytea[])"
 
 
 class PostgresEventStore:
@@ -175,9 +185,55 @@ class PostgresEventStore:
             result.sort(key=lambda s: (-s.event.created_at, s.event.id))
         return result
 
-    async def count(self, filters: Sequence[Filter], now: int) -> int:
+    async def query_keys(
+        self,
+        f: Filter,
+        now: int,
+        *,
+        after: Key | None,
+        limit: int,
+        recipients: frozenset[str] | None = None,
+    ) -> list[Key]:
         sql = _Sql()
-        parts = [s[0] for s in (_select(sql, f, now, "e.seq") for f in filters) if s is not None]
+        select = (
+            _select(sql, f, now, "e.created_at, e.id", after, recipients) if limit > 0 else None
+        )
+        if select is None:
+            return []
+        text, order = select
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"{text} ORDER BY {order} LIMIT {sql.param(limit)}", *sql.params
+            )
+        return [(int(row[0]), bytes(row[1]).hex()) for row in rows]
+
+    async def load(self, ids: Sequence[str], now: int, max_bytes: int) -> tuple[int, list[str]]:
+        """Sizes first (no I/O for large values), then the JSON of the prefix that fits."""
+        wanted = [bytes.fromhex(i) for i in ids if is_hex(i, 64)]
+        if not wanted:
+            return len(ids), []
+        async with self._connection() as conn:
+            sizes = {bytes(row[0]): int(row[1]) for row in await conn.fetch(_SIZES, wanted, now)}
+            take: list[bytes] = []
+            total = consumed = 0
+            for event_id in ids:
+                if total >= max_bytes:
+                    break
+                consumed += 1
+                key = bytes.fromhex(event_id) if is_hex(event_id, 64) else b""
+                if key in sizes:
+                    take.append(key)
+                    total += sizes[key]
+            rows = await conn.fetch(_JSON, take) if take else []
+        found = {bytes(row[0]): str(row[1]) for row in rows}
+        return consumed, [found[key] for key in take if key in found]
+
+    async def count(
+        self, filters: Sequence[Filter], now: int, recipients: frozenset[str] | None = None
+    ) -> int:
+        sql = _Sql()
+        selects = (_select(sql, f, now, "e.seq", None, recipients) for f in filters)
+        parts = [s[0] for s in selects if s is not None]
         if not parts:
             return 0
         async with self._connection() as conn:
@@ -494,9 +550,18 @@ class _Sql:
         return f"${len(self.params)}{cast}"
 
 
-def _select(sql: _Sql, f: Filter, now: int, columns: str) -> tuple[str, str] | None:
+def _select(
+    sql: _Sql,
+    f: Filter,
+    now: int,
+    columns: str,
+    after: Key | None = None,
+    recipients: frozenset[str] | None = None,
+) -> tuple[str, str] | None:
     """A SELECT of ``columns`` of the unexpired events matching ``f`` and its ORDER BY,
-    its parameters added to ``sql``; None if no event can match.
+    its parameters added to ``sql``; None if no event can match. ``after`` keeps only
+    events after that key in query order (a keyset cursor); ``recipients`` hides gift
+    wraps to anyone else.
 
     The plan is the SQLite one (see ``xchat.store.sqlite._select``): start from the tag
     with the fewest values when there are tags and no ids.
@@ -524,6 +589,17 @@ def _select(sql: _Sql, f: Filter, now: int, columns: str) -> tuple[str, str] | N
     else:
         source, order, alias = "events e", "e.created_at", "e"
     (start if alias == "x" else where).extend(_kind_and_time(sql, f, alias))
+    if after is not None:  # the bound on the index column, then the tie on the id
+        (start if alias == "x" else where).append(
+            f"{alias}.created_at <= {sql.param(after[0], '::bigint')}"
+        )
+        where.append(
+            f"(e.created_at < {sql.param(after[0], '::bigint')}"
+            f" OR e.id > {sql.param(bytes.fromhex(after[1]), '::bytea')})"
+        )
+    if recipients is not None:
+        allowed = sorted({_key(r) for r in recipients})
+        where.append(_VISIBLE_WRAP.format(sql.param(allowed, "::bytea[]")))
     if alias == "x":
         source = source.format(" AND ".join(start))
     if ids is not None:

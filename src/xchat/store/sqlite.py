@@ -37,6 +37,7 @@ from xchat.errors import LocalProtocolError
 from xchat.store.events import (
     KIND_DELETION,
     KIND_GIFT_WRAP,
+    Key,
     SaveOutcome,
     SaveStatus,
     StoredEvent,
@@ -88,6 +89,12 @@ _FROM_TAGS: Final = (
 _HAS_TAG: Final = (
     "EXISTS (SELECT 1 FROM tags x WHERE x.event_seq = e.seq AND x.name = ? AND x.value {})"
 )
+# NIP-59: a gift wrap is visible only to a recipient named in one of its p tags.
+_VISIBLE_WRAP: Final = (
+    "(e.kind <> 1059 OR EXISTS (SELECT 1 FROM tags r"
+    " WHERE r.event_seq = e.seq AND r.name = 'p' AND r.value IN ({})))"
+)
+_LOAD_ONE: Final = "SELECT json FROM events WHERE id = ? AND (expiration IS NULL OR expiration > ?)"
 # Control characters are escaped inside JSON strings and never appear outside them.
 _SEPARATOR: Final = "\x1e"
 _JOINED: Final = "SELECT count(*), group_concat(json, char(30)) FROM ({})"
@@ -236,8 +243,24 @@ class SqliteEventStore:
     async def query(self, filters: Sequence[Filter], now: int, max_limit: int) -> list[StoredEvent]:
         return await self._read(_query, list(filters), now, max_limit)
 
-    async def count(self, filters: Sequence[Filter], now: int) -> int:
-        return await self._read(_count, list(filters), now)
+    async def query_keys(
+        self,
+        f: Filter,
+        now: int,
+        *,
+        after: Key | None,
+        limit: int,
+        recipients: frozenset[str] | None = None,
+    ) -> list[Key]:
+        return await self._read(_query_keys, f, now, after, limit, recipients)
+
+    async def load(self, ids: Sequence[str], now: int, max_bytes: int) -> tuple[int, list[str]]:
+        return await self._read(_load_json, list(ids), now, max_bytes)
+
+    async def count(
+        self, filters: Sequence[Filter], now: int, recipients: frozenset[str] | None = None
+    ) -> int:
+        return await self._read(_count, list(filters), now, recipients)
 
     async def purge(self, now: int, gift_wrap_max_age: int) -> int:
         total = 0
@@ -597,8 +620,49 @@ def _query_snapshot(
     return result
 
 
-def _count(conn: sqlite3.Connection, filters: list[Filter], now: int) -> int:
-    selects = [s for s in (_select(f, now, "e.seq") for f in filters) if s is not None]
+def _query_keys(
+    conn: sqlite3.Connection,
+    f: Filter,
+    now: int,
+    after: Key | None,
+    limit: int,
+    recipients: frozenset[str] | None,
+) -> list[Key]:
+    select = _select(f, now, "e.created_at, e.id", after, recipients) if limit > 0 else None
+    if select is None:
+        return []
+    sql, params, order = select
+    params.append(limit)
+    rows = conn.execute(f"{sql} ORDER BY {order} LIMIT ?", params).fetchall()
+    return [(created_at, event_id.hex()) for created_at, event_id in rows]
+
+
+def _load_json(
+    conn: sqlite3.Connection, ids: list[str], now: int, max_bytes: int
+) -> tuple[int, list[str]]:
+    """One lookup per id, stopping at the byte budget: no row past it is read at all."""
+    texts: list[str] = []
+    size = 0
+    consumed = 0
+    for event_id in ids:
+        if size >= max_bytes:
+            break
+        consumed += 1
+        if not is_hex(event_id, 64):
+            continue
+        row = conn.execute(_LOAD_ONE, (bytes.fromhex(event_id), now)).fetchone()
+        if row is not None:
+            texts.append(row[0])
+            size += len(row[0])
+    return consumed, texts
+
+
+def _count(
+    conn: sqlite3.Connection, filters: list[Filter], now: int, recipients: frozenset[str] | None
+) -> int:
+    selects = [
+        s for s in (_select(f, now, "e.seq", None, recipients) for f in filters) if s is not None
+    ]
     if not selects:
         return 0
     sql = " UNION ".join(s[0] for s in selects)
@@ -606,9 +670,16 @@ def _count(conn: sqlite3.Connection, filters: list[Filter], now: int) -> int:
     return int(conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0])  # noqa: S608
 
 
-def _select(f: Filter, now: int, columns: str) -> tuple[str, list[object], str] | None:
+def _select(
+    f: Filter,
+    now: int,
+    columns: str,
+    after: Key | None = None,
+    recipients: frozenset[str] | None = None,
+) -> tuple[str, list[object], str] | None:
     """SQL selecting ``columns`` of the unexpired events matching ``f``, its parameters and
-    its ORDER BY; None if no event can match.
+    its ORDER BY; None if no event can match. ``after`` keeps only events after that key
+    in query order (a keyset cursor); ``recipients`` hides gift wraps to anyone else.
 
     Only placeholders and fixed names are put into the SQL text. Without ``ids``, a filter
     with tags starts from the tag with the fewest values: one value walks its index newest
@@ -644,6 +715,12 @@ def _select(f: Filter, now: int, columns: str) -> tuple[str, list[object], str] 
         conditions.add(f"{alias}.created_at >= ?", f.since)
     if f.until is not None:
         conditions.add(f"{alias}.created_at <= ?", f.until)
+    if after is not None:  # the bound on the index column, then the tie on the id
+        conditions.add(f"{alias}.created_at <= ?", after[0])
+        where.add("(e.created_at < ? OR e.id > ?)", after[0], bytes.fromhex(after[1]))
+    if recipients is not None:
+        allowed = sorted(recipients)
+        where.add(_VISIBLE_WRAP.format(_marks(len(allowed)) or "NULL"), *allowed)
     where.add_in("e.id", ids)
     where.add_in("e.pubkey", authors)
     for name in sorted(tags):

@@ -484,3 +484,120 @@ def test_protected_events_need_their_author_authenticated(relay: RelayProcess) -
         assert (await conn.publish(protected)).accepted
 
     with_client(relay, body)
+
+
+def test_no_filter_counts_or_returns_someone_elses_gift_wraps(relay: RelayProcess) -> None:
+    """Whatever the filter (no kinds, no #p, ids, a limit), a gift wrap is counted and
+    returned only on a connection authenticated as its recipient."""
+    recipient, other, sender = new_key(), new_key(), new_key()
+    now = int(time.time())
+    note = make_event(sender, kind=1, content="public", created_at=now - 10)
+    wrap = make_event(
+        sender, kind=1059, content="opaque", tags=[["p", recipient.public_key.hex]], created_at=now
+    )
+    by_sender = {"authors": [sender.public_key.hex]}
+
+    async def scenario() -> None:
+        async with (
+            await RelayConnection.connect(relay.url) as anyone,
+            await RelayConnection.connect(relay.url) as stranger,
+            await RelayConnection.connect(relay.url) as owner,
+        ):
+            assert (await anyone.publish(note)).accepted
+            assert (await anyone.publish(wrap)).accepted
+            assert (await stranger.authenticate(other)).accepted
+            assert (await owner.authenticate(recipient)).accepted
+            for conn in (anyone, stranger):
+                assert await conn.count([{}]) == await owner.count([{}]) - 1
+                assert await conn.count([by_sender]) == 1
+                assert await conn.count([{"ids": [wrap.id]}]) == 0
+                assert await conn.query([by_sender]) == [note]
+                assert await conn.query([{"ids": [wrap.id]}]) == []
+                # the wrap is the newest: it must not take the only place of a limit
+                assert await conn.query([{**by_sender, "limit": 1}]) == [note]
+            assert await owner.count([by_sender]) == 2
+            assert await owner.query([{**by_sender, "limit": 1}]) == [wrap]
+            assert await owner.query([by_sender]) == [wrap, note]
+
+    run(scenario())
+
+
+def test_content_length_is_counted_in_characters(relay_factory: Any) -> None:
+    """NIP-11 max_content_length counts characters; max_message_length counts bytes."""
+    relay = relay_factory("[limits]\nmax_content_length = 100\nmax_message_bytes = 2000\n")
+    key = new_key()
+    two_byte = make_event(key, content="é" * 100)  # 100 characters, 200 bytes
+    too_long = make_event(key, content="a" * 101)
+    # 1,300 characters of message, over 2,000 bytes of UTF-8: over max_message_length
+    wide = make_event(key, content="é" * 900)
+
+    async def body(conn: RelayConnection) -> None:
+        assert (await conn.publish(two_byte)).accepted
+        refused = await conn.publish(too_long)
+        assert not refused.accepted
+        assert refused.message == "invalid: content is longer than 100 characters"
+
+    with_client(relay, body)
+    replies = run(raw(relay, ["EVENT", wide.to_dict()], expect=1))
+    assert replies[0][0] == "NOTICE"
+    assert replies[0][1] == "invalid: message is larger than 2000 bytes"
+    info = run(nip11(relay))
+    assert info["limitation"]["max_content_length"] == 100
+    assert info["limitation"]["max_message_length"] == 2000
+
+
+async def nip11(relay: RelayProcess) -> dict[str, Any]:
+    headers = {"Accept": "application/nostr+json"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(relay.http_url, headers=headers) as r,
+    ):
+        return orjson.loads(await r.read())  # type: ignore[no-any-return]
+
+
+def test_an_event_with_a_malformed_id_gets_ok_false(relay: RelayProcess) -> None:
+    event = make_event(new_key()).to_dict()
+    upper = {**event, "id": event["id"].upper()}
+    short = {**event, "id": "abc"}
+    no_id = {k: v for k, v in event.items() if k != "id"}
+    number = {**event, "id": 7}
+    replies = run(
+        raw(
+            relay,
+            ["EVENT", upper],
+            ["EVENT", short],
+            ["EVENT", no_id],
+            ["EVENT", number],
+            ["EVENT", {**short, "sig": 5}],
+            expect=5,
+        )
+    )
+    for reply, sent in zip(replies[:2], (upper, short), strict=True):
+        assert reply[:3] == ["OK", sent["id"], False]
+        assert reply[3].startswith("invalid: ")
+    # no id string to echo: a NOTICE is the only answer NIP-01 allows
+    for reply in replies[2:4]:
+        assert reply[0] == "NOTICE"
+        assert reply[1].startswith("invalid: ")
+    assert replies[4][:3] == ["OK", "abc", False]
+
+
+def test_a_bad_subscription_id_gets_closed(relay: RelayProcess) -> None:
+    long_id = "x" * 65
+    replies = run(
+        raw(
+            relay,
+            ["REQ", "", {}],
+            ["REQ", long_id, {}],
+            ["COUNT", "", {}],
+            ["COUNT", long_id, {}],
+            ["REQ", 5, {}],
+            ["CLOSE", ""],
+            expect=6,
+        )
+    )
+    for reply, sub_id in zip(replies[:4], ["", long_id, "", long_id], strict=True):
+        assert reply[:2] == ["CLOSED", sub_id]
+        assert reply[2].startswith("invalid: subscription id must be")
+    # not a string, or a CLOSE (which has no answer of its own): a NOTICE
+    assert [r[0] for r in replies[4:]] == ["NOTICE", "NOTICE"]

@@ -266,17 +266,20 @@ MALFORMED_CLIENT: list[tuple[Any, str, str | None, str | None, str | None]] = [
     (["EVENT", {k: v for k, v in EVENT.items() if k != "sig"}], "'sig'", "EVENT", None, EVENT_ID),
     (["EVENT", dict(EVENT, sig="AB" * 64)], "sig must be", "EVENT", None, EVENT_ID),
     (["EVENT", dict(EVENT, kind=True)], "kind", "EVENT", None, EVENT_ID),
-    (["EVENT", dict(EVENT, id=EVENT_ID.upper())], "id must be", "EVENT", None, None),
+    (["EVENT", dict(EVENT, id=EVENT_ID.upper())], "id must be", "EVENT", None, EVENT_ID.upper()),
+    (["EVENT", dict(EVENT, id="abc")], "id must be", "EVENT", None, "abc"),
+    (["EVENT", dict(EVENT, id="")], "id must be", "EVENT", None, None),
+    (["EVENT", dict(EVENT, id=5)], "id must be", "EVENT", None, None),
     (["EVENT", dict(EVENT, id="x" * 10_000)], "id must be", "EVENT", None, None),
     (["EVENT", "not an event"], "JSON object", "EVENT", None, None),
     (["EVENT", [EVENT]], "JSON object", "EVENT", None, None),
     (["EVENT", None], "JSON object", "EVENT", None, None),
     ('["REQ"]', "needs a subscription id", "REQ", None, None),
-    ('["REQ",""]', "subscription id must be", "REQ", None, None),
+    ('["REQ",""]', "subscription id must be", "REQ", "", None),
     ('["REQ",5,{}]', "subscription id must be", "REQ", None, None),
     ('["REQ",null,{}]', "subscription id must be", "REQ", None, None),
     ('["REQ",["s"],{}]', "subscription id must be", "REQ", None, None),
-    (["REQ", SUB64 + "s", {}], "subscription id must be", "REQ", None, None),
+    (["REQ", SUB64 + "s", {}], "subscription id must be", "REQ", SUB64 + "s", None),
     ('["REQ","s"]', "at least one filter", "REQ", "s", None),
     (["REQ", "s", *ELEVEN], "more than 10 filters", "REQ", "s", None),
     (["REQ", SUB64, {}, {"kinds": 1}], "kinds must be a list", "REQ", SUB64, None),
@@ -286,7 +289,7 @@ MALFORMED_CLIENT: list[tuple[Any, str, str | None, str | None, str | None]] = [
     ('["REQ","s",null]', "a filter must be a JSON object", "REQ", "s", None),
     ('["REQ","s","{}"]', "a filter must be a JSON object", "REQ", "s", None),
     ('["COUNT"]', "needs a subscription id", "COUNT", None, None),
-    ('["COUNT",""]', "subscription id must be", "COUNT", None, None),
+    ('["COUNT",""]', "subscription id must be", "COUNT", "", None),
     ('["COUNT","q"]', "at least one filter", "COUNT", "q", None),
     (["COUNT", "q", *ELEVEN], "more than 10 filters", "COUNT", "q", None),
     ('["COUNT","q",{"limit":true}]', "limit must be an integer", "COUNT", "q", None),
@@ -586,10 +589,16 @@ def check_error(exc: MessageError) -> None:
     assert isinstance(exc.reason, str)
     verbs = {"EVENT", "REQ", "CLOSE", "AUTH", "COUNT", "OK", "EOSE", "CLOSED", "NOTICE"}
     assert exc.verb is None or exc.verb in verbs | {"NEG-OPEN"}
-    assert exc.sub_id is None or 1 <= len(exc.sub_id) <= 64
-    assert exc.event_id is None or len(exc.event_id) == 64
+    assert exc.sub_id is None or 1 <= len(exc.sub_id) <= 64 or exc.verb in ("REQ", "COUNT")
+    assert exc.event_id is None or 1 <= len(exc.event_id) <= 64
+    text = "invalid: " + exc.reason
     if exc.verb == "NEG-OPEN" and exc.sub_id is not None:  # NIP-77's NEG-ERR
         assert orjson.loads(exc.reply()) == ["NEG-ERR", exc.sub_id, "blocked: " + exc.reason]
+    elif exc.verb in ("EVENT", "AUTH") and exc.event_id is not None:
+        # the id as sent, well-formed or not: what the client matches the OK with
+        assert orjson.loads(exc.reply()) == ["OK", exc.event_id, False, text]
+    elif exc.verb in ("REQ", "COUNT") and exc.sub_id is not None:
+        assert orjson.loads(exc.reply()) == ["CLOSED", exc.sub_id, text]
     else:
         assert isinstance(m.parse_relay_message(exc.reply()), RELAY_TYPES)
 

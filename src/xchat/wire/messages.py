@@ -77,6 +77,7 @@ __all__ = [
 
 #: NIP-01: "an arbitrary, non-empty string of max length 64 chars".
 MAX_SUB_ID_LENGTH: Final = 64
+_ECHO_ID_LENGTH: Final = 64  # longest malformed event id echoed in OK
 
 # The seven fields of a signed event: an object with exactly these is stored as received
 # (re-serialized compactly), anything more is reduced to them.
@@ -111,8 +112,11 @@ class MessageError(DecodeError):
 
     ``reason`` is a short sentence meant for the other side (it never quotes more than a
     few characters of the input). ``verb`` is set once the message type is known,
-    ``sub_id`` once a well-formed subscription id was read, ``event_id`` once an event
-    object with a well-formed (64 lowercase hex) ``id`` was read: safe to echo in ``OK``.
+    ``sub_id`` once a subscription id string was read (also an empty or over-long one,
+    so that ``CLOSED`` can name it), ``event_id`` once an event object with an ``id``
+    string of 1 to 64 characters was read (well-formed or not): what a client would
+    match an ``OK`` against. An id that is not such a string cannot be echoed, so the
+    answer is a ``NOTICE``.
     """
 
     def __init__(
@@ -312,10 +316,11 @@ def _load(data: object, max_bytes: int) -> list[Any]:
 
 
 def _readable_id(obj: object) -> str | None:
-    """The id of what was meant to be an event, if well-formed enough to echo back."""
+    """The id of what was meant to be an event, if a string short enough to echo back
+    in ``OK`` (NIP-01 ids are 64 characters); None otherwise."""
     if type(obj) is dict:
         event_id = obj.get("id")
-        if is_hex(event_id, 64):
+        if type(event_id) is str and 1 <= len(event_id) <= _ECHO_ID_LENGTH:
             return event_id
     return None
 
@@ -345,6 +350,8 @@ def _sub_id(msg: list[Any], verb: str, max_length: int) -> str:
         raise MessageError(
             f"subscription id must be a non-empty string of at most {max_length} characters",
             verb=verb,
+            # CLOSED names what was sent, so the client can match it
+            sub_id=sub_id if type(sub_id) is str and verb in ("REQ", "COUNT") else None,
         )
     return sub_id
 

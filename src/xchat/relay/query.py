@@ -27,11 +27,19 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Final, Protocol
 
-from xchat.store.events import EventStore, Key
+from xchat.relay.config import RelayConfig
+from xchat.store.events import KIND_GIFT_WRAP, EventStore, Key
 from xchat.wire import messages as m
 from xchat.wire.filter import Filter
 
-__all__ = ["KEY_PAGE", "QueryLimits", "serve_stored", "stored_results"]
+__all__ = [
+    "KEY_PAGE",
+    "QueryLimits",
+    "gift_wrap_refusal",
+    "serve_stored",
+    "stored_results",
+    "with_limits",
+]
 
 log = logging.getLogger("xchat.relay")
 
@@ -162,3 +170,42 @@ async def serve_stored(
         await batches.aclose()
     conn.send(m.eose_message(sub_id))
     return True
+
+
+def gift_wrap_refusal(
+    config: RelayConfig,
+    authed: frozenset[str] | set[str],
+    filters: Sequence[Filter],
+    *,
+    counting: bool = False,
+) -> str | None:
+    """A filter that asks for gift wraps must name only recipients we authenticated.
+
+    Any other filter is answered without the gift wraps of keys not authenticated (the
+    store leaves them out, for COUNT as for REQ); one that names others' gift wraps,
+    or would count gift wraps to a ``#p`` not authenticated, is refused instead, so the
+    client learns why rather than getting a silent zero.
+    """
+    if not config.protect_gift_wraps:
+        return None
+    for f in filters:
+        recipients = f.tags.get("p")
+        explicit = f.kinds is not None and KIND_GIFT_WRAP in f.kinds
+        implicit = counting and f.kinds is None and recipients is not None
+        if not (explicit or implicit):
+            continue
+        if recipients is None or not recipients <= authed:
+            return (
+                "auth-required: gift wraps are served only to their recipient; "
+                "authenticate (NIP-42) as each key in #p"
+            )
+    return None
+
+
+def with_limits(filters: Sequence[Filter], default: int, most: int) -> list[Filter]:
+    """The filters with the limit the relay applies: ``default`` if none, at most ``most``."""
+    out = []
+    for f in filters:
+        wanted = default if f.limit is None else min(f.limit, most)
+        out.append(Filter(f.ids, f.authors, f.kinds, f.tags, f.since, f.until, wanted))
+    return out

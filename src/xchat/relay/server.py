@@ -30,7 +30,7 @@ import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -39,27 +39,27 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from xchat import __version__
 from xchat.crypto.keys import PublicKey
 from xchat.errors import DecodeError, XChatError
+from xchat.node.relay_client import reap
+from xchat.relay.answers import KIND_AUTH, event_refusal, ok_for
 from xchat.relay.config import RelayConfig
-from xchat.relay.ingest import Ingestor, Rejected, Result
-from xchat.relay.query import serve_stored, stored_results
+from xchat.relay.ingest import Ingestor
+from xchat.relay.query import gift_wrap_refusal, serve_stored, stored_results, with_limits
 from xchat.relay.ratelimit import TokenBucket
 from xchat.relay.subscriptions import Subscription, SubscriptionIndex
 from xchat.store.events import (
     KIND_GIFT_WRAP,
     EventStore,
-    SaveStatus,
     StoredEvent,
-    expiration_of,
 )
 from xchat.wire import messages as m
 from xchat.wire.event import Event, EventLimits
-from xchat.wire.filter import Filter, FilterLimits
+from xchat.wire.filter import FilterLimits
 
 __all__ = ["Relay", "open_store", "run_relay"]
 
 log = logging.getLogger("xchat.relay")
+T = TypeVar("T")
 
-KIND_AUTH: Final = 22242
 AUTH_WINDOW: Final = 600  # seconds a NIP-42 auth event's created_at may be off
 SUPPORTED_NIPS: Final = [1, 9, 11, 13, 40, 42, 45, 59, 70]
 
@@ -73,12 +73,6 @@ def open_store(db: str) -> EventStore:
     from xchat.store.sqlite import SqliteEventStore
 
     return SqliteEventStore(db)
-
-
-def pow_difficulty(event_id: str) -> int:
-    """NIP-13: leading zero bits of the event id."""
-    value = int(event_id, 16)
-    return 256 - value.bit_length()
 
 
 _NOBODY: Final[frozenset[str]] = frozenset()
@@ -154,9 +148,14 @@ class Connection:
         if self.queued > self.relay.config.limits.max_send_queue_bytes:
             self.closed = True
             self.queue = None
-            asyncio.get_running_loop().create_task(
-                self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too slow to read")
+            loop = asyncio.get_running_loop()
+            self.relay.keep(
+                loop.create_task(
+                    self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too slow to read")
+                )
             )
+            # a close frame waits behind what the client does not read: end it anyway
+            loop.call_later(self.relay.config.limits.write_timeout, self.transport.abort)
             return
         if self.writer is None:
             self.writer = asyncio.get_running_loop().create_task(self._write())
@@ -314,7 +313,7 @@ class Relay:
         self.per_ip: defaultdict[str, int] = defaultdict(int)
         self.ip_buckets: dict[str, TokenBucket] = {}
         self.query_gate = asyncio.Semaphore(limits.max_concurrent_queries)
-        self._streams: set[asyncio.Task[None]] = set()
+        self._streams: set[asyncio.Task[Any]] = set()  # stored results, closings
         self.ingest = Ingestor(
             store,
             self._fan_out,
@@ -345,6 +344,7 @@ class Relay:
     async def _on_shutdown(self, _app: web.Application) -> None:
         """Stop taking events, commit what is queued (sending its OKs), close clients."""
         await self.ingest.close()
+        await reap(*self._streams)  # stored results still being sent
         for conn in list(self.connections):
             while conn.writer is not None and not conn.closed:
                 await asyncio.sleep(0.001)
@@ -498,38 +498,17 @@ class Relay:
 
     # -- EVENT --------------------------------------------------------------------
 
-    def _refusal(self, conn: Connection, event: Event, now: int) -> str | None:
-        limits = self.config.limits
-        if event.created_at > now + limits.max_future_seconds:
-            return "invalid: created_at is too far in the future"
-        expiration = expiration_of(event)
-        if expiration is not None and expiration <= now:
-            return "invalid: this event has expired"
-        if event.kind == KIND_AUTH:
-            return "invalid: authentication events are sent with AUTH, not EVENT"
-        if limits.min_pow_difficulty and pow_difficulty(event.id) < limits.min_pow_difficulty:
-            return (
-                f"pow: difficulty {pow_difficulty(event.id)} is less than "
-                f"{limits.min_pow_difficulty}"
-            )
-        if any(len(t) == 1 and t[0] == "-" for t in event.tags) and event.pubkey not in conn.authed:
-            return "auth-required: this event is protected; only its author may publish it"
-        return None
-
     async def _on_event(self, conn: Connection, message: m.ClientEvent) -> None:
         event = message.event
         if self._rate_limited(conn):
             conn.send(m.ok_message(event.id, False, "rate-limited: slow down"))
             return
-        refusal = self._refusal(conn, event, int(time.time()))
-        most = self.config.limits.max_content_length
-        if refusal is None and len(event.content) > most:  # NIP-11 counts characters
-            refusal = f"invalid: content is longer than {most} characters"
+        refusal = event_refusal(self.config.limits, conn.authed, event, int(time.time()))
         if refusal is not None:
             conn.send(m.ok_message(event.id, False, refusal))
             return
         future = self.ingest.submit(StoredEvent(event, message.json))
-        future.add_done_callback(lambda f: _acknowledge(conn, event.id, f.result()))
+        future.add_done_callback(lambda f: conn.send(ok_for(event.id, f.result())))
 
     def _fan_out(self, stored: StoredEvent) -> None:
         event = stored.event
@@ -541,44 +520,12 @@ class Relay:
 
     # -- REQ / COUNT / CLOSE ----------------------------------------------------
 
-    def _gift_wrap_refusal(
-        self, conn: Connection, filters: tuple[Filter, ...], *, counting: bool = False
-    ) -> str | None:
-        """A filter that asks for gift wraps must name only recipients we authenticated.
-
-        A REQ without ``kinds`` simply never returns others' gift wraps; a COUNT cannot
-        leave them out, so one that could count gift wraps to a ``#p`` not authenticated
-        is refused too (it would tell how much mail someone gets).
-        """
-        if not self.config.protect_gift_wraps:
-            return None
-        for f in filters:
-            recipients = f.tags.get("p")
-            explicit = f.kinds is not None and KIND_GIFT_WRAP in f.kinds
-            implicit = counting and f.kinds is None and recipients is not None
-            if not (explicit or implicit):
-                continue
-            if recipients is None or not recipients <= conn.authed:
-                return (
-                    "auth-required: gift wraps are served only to their recipient; "
-                    "authenticate (NIP-42) as each key in #p"
-                )
-        return None
-
-    def _with_limits(self, filters: tuple[Filter, ...]) -> tuple[Filter, ...]:
-        limits = self.config.limits
-        out = []
-        for f in filters:
-            wanted = limits.default_limit if f.limit is None else min(f.limit, limits.max_limit)
-            out.append(Filter(f.ids, f.authors, f.kinds, f.tags, f.since, f.until, wanted))
-        return tuple(out)
-
     async def _on_req(self, conn: Connection, message: m.ClientReq) -> None:
         sub_id = message.sub_id
         if self._rate_limited(conn):
             conn.send(m.closed_message(sub_id, "rate-limited: slow down"))
             return
-        refusal = self._gift_wrap_refusal(conn, message.filters)
+        refusal = gift_wrap_refusal(self.config, conn.authed, message.filters)
         if refusal is not None:
             conn.send(m.closed_message(sub_id, refusal))
             return
@@ -594,25 +541,35 @@ class Relay:
                 )
             )
             return
-        old = conn.remove_subscription(sub_id)
-        if old is not None:
-            self.index.remove(old)
+        self._drop_subscription(conn.remove_subscription(sub_id))
         sub = Subscription(conn, sub_id, message.filters)
         # Live events from now on reach the subscription; stored ones follow from the
         # query. An event committed in between may arrive twice; clients de-duplicate by id.
         conn.add_subscription(sub)
         self.index.add(sub)
         # Streamed in a task, so the connection keeps reading (CLOSE, EVENT) meanwhile.
-        task = asyncio.get_running_loop().create_task(self._serve_req(conn, sub, message))
+        sub.stream = self.keep(asyncio.get_running_loop().create_task(self._serve_req(conn, sub)))
+
+    def keep(self, task: asyncio.Task[T]) -> asyncio.Task[T]:
+        """Hold a reference to ``task`` until it ends; shutdown cancels what is left."""
         self._streams.add(task)
         task.add_done_callback(self._streams.discard)
+        return task
+
+    def _drop_subscription(self, sub: Subscription | None) -> None:
+        """Stop a closed or replaced subscription: live events and its stored results."""
+        if sub is not None:
+            self.index.remove(sub)
+            if sub.stream is not None:
+                sub.stream.cancel()
 
     def _recipients(self, conn: Connection) -> frozenset[str] | None:
         """Whose gift wraps a query may see: the keys ``conn`` authenticated as."""
         return frozenset(conn.authed) if self.config.protect_gift_wraps else None
 
-    async def _serve_req(self, conn: Connection, sub: Subscription, message: m.ClientReq) -> None:
-        sub_id = message.sub_id
+    async def _serve_req(self, conn: Connection, sub: Subscription) -> None:
+        """Stored results, then EOSE, at most ``max_queries_per_connection`` at a time."""
+        sub_id = sub.sub_id
         limits = self.config.limits
         try:
             async with conn.query_slot():
@@ -620,7 +577,7 @@ class Relay:
                     return  # closed or replaced while it waited its turn
                 batches = stored_results(
                     self.store,
-                    self._with_limits(message.filters),
+                    with_limits(sub.query, limits.default_limit, limits.max_limit),
                     int(time.time()),
                     recipients=self._recipients(conn),
                     limits=limits,
@@ -635,6 +592,8 @@ class Relay:
                 conn.remove_subscription(sub_id)
                 self.index.remove(sub)
                 conn.send(m.closed_message(sub_id, "error: the query failed"))
+        finally:
+            sub.query = ()  # only live matching needs the filters from here on
 
     async def _on_count(self, conn: Connection, message: m.ClientCount) -> None:
         sub_id = message.sub_id
@@ -642,7 +601,7 @@ class Relay:
             conn.send(m.closed_message(sub_id, "rate-limited: slow down"))
             return
         filters = message.filters
-        refusal = self._gift_wrap_refusal(conn, filters, counting=True)
+        refusal = gift_wrap_refusal(self.config, conn.authed, filters, counting=True)
         if refusal is not None:
             conn.send(m.closed_message(sub_id, refusal))
             return
@@ -656,9 +615,7 @@ class Relay:
         conn.send(m.count_message(sub_id, count))
 
     async def _on_close(self, conn: Connection, message: m.ClientClose) -> None:
-        sub = conn.remove_subscription(message.sub_id)
-        if sub is not None:
-            self.index.remove(sub)
+        self._drop_subscription(conn.remove_subscription(message.sub_id))
 
     # -- AUTH -------------------------------------------------------------------
 
@@ -699,21 +656,6 @@ class Relay:
             return
         conn.authenticate(event.pubkey)
         conn.send(m.ok_message(event.id, True, ""))
-
-
-def _acknowledge(conn: Connection, event_id: str, result: Result) -> None:
-    if isinstance(result, Rejected):
-        conn.send(m.ok_message(event_id, False, result.message))
-        return
-    status = result.status
-    if status is SaveStatus.DUPLICATE:
-        conn.send(m.ok_message(event_id, True, "duplicate: already have this event"))
-    elif status is SaveStatus.DELETED:
-        conn.send(m.ok_message(event_id, False, "blocked: this event was deleted by its author"))
-    elif status is SaveStatus.OBSOLETE:
-        conn.send(m.ok_message(event_id, True, "duplicate: a newer version is stored"))
-    else:
-        conn.send(m.ok_message(event_id, True, ""))
 
 
 def _tune_garbage_collector() -> None:

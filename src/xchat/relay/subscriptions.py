@@ -15,6 +15,7 @@ directly rather than in a dict.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -83,15 +84,21 @@ class CompactFilter:
 
 
 class Subscription:
-    """One REQ of one connection: its id and filters. ``owner`` is the connection."""
+    """One REQ of one connection: its id and filters. ``owner`` is the connection.
 
-    __slots__ = ("filters", "indexed", "owner", "sub_id")
+    ``query`` keeps the filters as sent (with their limits) and ``stream`` the task
+    sending stored results, until that is done (:mod:`xchat.relay.query`).
+    """
+
+    __slots__ = ("filters", "indexed", "owner", "query", "stream", "sub_id")
 
     def __init__(self, owner: Any, sub_id: str, filters: tuple[Filter, ...]) -> None:
         self.owner = owner
         self.sub_id = sub_id
         self.filters = tuple(CompactFilter(f) for f in filters)
         self.indexed = False
+        self.query: tuple[Filter, ...] = filters
+        self.stream: asyncio.Task[None] | None = None
 
     def matches(self, event: Event) -> bool:
         return any(f.matches(event) for f in self.filters)

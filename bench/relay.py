@@ -5,7 +5,8 @@ Run from the repository root::
     .venv/bin/python bench/relay.py [--quick] [--only NAME[,NAME...]] [--py-spy DIR]
 
 ``--only`` takes relay names (``ours``, ``local``, ``nostr-relay``) and/or measurement
-names (``ingest``, ``fanout``, ``giftwrap``, ``idle``); ``--quick`` shrinks every count
+names (``ingest``, ``fanout``, ``giftwrap``, ``idle``, ``heavyreq``, ``backlog``);
+``--quick`` shrinks every count
 (a smoke test, not a measurement); ``--py-spy DIR`` records our relay with py-spy (raw
 collapsed stacks, ``--idle --threads --nonblocking``, 250 Hz) during each timed phase.
 
@@ -77,6 +78,22 @@ that no collection of what setup built pauses it.
    before anything starts, and the relays inherit it. If not all connections succeed,
    the figure is for those that did, and the table says how many.
 
+5. **heavy REQs** (ours and LocalRelay): 300 kind-1 events of 87,000 characters (26 MB)
+   by one author are published before the clock; then 10 connections at once each send
+   one REQ of 10 filters, ``{"authors":[a],"kinds":[1],"since":i}`` for i = 0..9, every
+   filter matching all 300, and read everything until EOSE. The relay's RSS (process
+   tree, as for idle) is sampled every 20 ms: peak growth = highest sample - RSS before;
+   growth after = RSS 1 s after the last EOSE - RSS before. Every client must get 300
+   events.
+6. **backlog catch-up** (ours and LocalRelay): 1,000 gift wraps of 87,000 characters
+   (near the largest NIP-59 gift wrap, 87 MB in all) to one recipient, each from a fresh
+   one-time key with ``created_at`` up to two days back, are published before the clock;
+   then one new connection authenticates (NIP-42) and pages through
+   ``{"kinds":[1059],"#p":[me],"until":t}`` as a node catching up would: REQ, read until
+   EOSE, ``t`` = the oldest ``created_at`` received, again until a page brings nothing
+   new. Time = first REQ to the last page's EOSE with all 1,000 received; MB/s = JSON
+   bytes received / time.
+
 Next to each figure the CPU used during the timed phase is printed, by the relay's
 process tree and by this process, in % of one core (the machine's cores are shared by
 the two). Targets, for our relay: ingest >= 10,000 events/s with SQLite durability and
@@ -122,7 +139,9 @@ NOSTR_RELAY_VERSION = "1.14"
 NOSTR_RELAY_VENV = BENCH_DIR / ".venvs" / "nostr-relay"
 RELAYS = ("ours", "local", "nostr-relay")
 RELAY_TITLES = {"ours": "ours", "local": "LocalRelay", "nostr-relay": "nostr-relay"}
-MEASUREMENTS = ("ingest", "fanout", "giftwrap", "idle")
+MEASUREMENTS = ("ingest", "fanout", "giftwrap", "idle", "heavyreq", "backlog")
+NOT_FOR = {"heavyreq": {"nostr-relay"}, "backlog": {"nostr-relay"}}  # too slow to be useful
+BIG_CONTENT = 64_000  # characters: the largest LocalRelay takes (events up to 70,000 bytes)
 KIND_AUTH = 22242
 CONNECT_CONCURRENCY = 100
 PHASE_CAP = 30.0  # seconds a max-rate phase may take
@@ -155,6 +174,10 @@ class Plan:
     idle_cap: float = 180.0
     authors: int = 300
     ingest_runs: int = 3
+    heavy_events: int = 300
+    heavy_clients: int = 10
+    heavy_filters: int = 10
+    backlog_wraps: int = 1_000
 
 
 FULL = Plan()
@@ -168,6 +191,8 @@ QUICK = Plan(
     idle_conns=1_000,
     idle_cap=60.0,
     ingest_runs=1,
+    heavy_events=100,
+    backlog_wraps=200,
 )
 
 
@@ -180,6 +205,45 @@ class Data:
     fanout: list[tuple[str, int, str]]  # (id, topic index, EVENT message)
     wraps: list[tuple[str, int, str]]  # (id, recipient index, EVENT message)
     recipients: list[SecretKey]
+    big: dict[str, Any] = field(default_factory=dict)  # heavyreq/backlog events, on first use
+
+
+def big_events(plan: Plan, data: Data) -> dict[str, Any]:
+    """The large events of heavyreq and backlog, signed once for every relay."""
+    if data.big:
+        return data.big
+    rng = random.Random(1059)
+    now = int(time.time())
+    author = SecretKey.generate(os.urandom)
+    recipient = SecretKey.generate(os.urandom)
+
+    def signed(key: SecretKey, kind: int, tags: list[list[str]], created_at: int) -> str:
+        event = sign_event(
+            key,
+            kind=kind,
+            tags=tags,
+            content=_text(rng, BIG_CONTENT),
+            created_at=created_at,
+            rng=os.urandom,
+            one_time=True,
+        )
+        return m.publish_message(event)
+
+    data.big = {
+        "author": author.public_key.hex,
+        "notes": [signed(author, 1, [], now - i) for i in range(plan.heavy_events)],
+        "recipient": recipient,
+        "wraps": [
+            signed(
+                SecretKey.generate(os.urandom),
+                1059,
+                [["p", recipient.public_key.hex]],
+                now - rng.randrange(2 * 86_400),
+            )
+            for _ in range(plan.backlog_wraps)
+        ],
+    }
+    return data.big
 
 
 def _text(rng: random.Random, chars: int) -> str:
@@ -962,11 +1026,153 @@ async def bench_idle(relay: RelayProcess, plan: Plan, data: Data, meter: Meter) 
     return out
 
 
+async def publish_big(relay: RelayProcess, texts: list[str]) -> None:
+    """Publish ``texts`` (EVENT messages) before the clock, 32 unanswered at a time."""
+    async with new_session() as session:
+        client = await connect(session, relay.url)
+        try:
+            acks, stop, tasks = await publish_pipelined(
+                [client], [(str(i), t) for i, t in enumerate(texts)], 32, None
+            )
+            await asyncio.wait_for(acks.done.wait(), MEASUREMENT_CAP / 2)
+            await finish(tasks, stop)
+            if acks.accepted < len(texts):
+                raise BenchError(f"refused {len(texts) - acks.accepted}: {dict(acks.refusals)}")
+        finally:
+            await client.ws.close()
+            await client.close()
+
+
+class RssSampler:
+    """The relay's RSS (process tree) every 20 ms while running."""
+
+    def __init__(self, relay: RelayProcess) -> None:
+        self.relay = relay
+        self.peak = relay.rss_kib()
+        self.task = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.relay.rss_kib())
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> int:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        return max(self.peak, self.relay.rss_kib())
+
+
+async def bench_heavyreq(relay: RelayProcess, plan: Plan, data: Data, meter: Meter) -> Outcome:
+    out = Outcome()
+    big = big_events(plan, data)
+    await publish_big(relay, big["notes"])
+    filters = [
+        {"authors": [big["author"]], "kinds": [1], "since": i} for i in range(plan.heavy_filters)
+    ]
+    session = new_session()
+    clients: list[Client | None] = []
+    try:
+        clients, errors = await open_many(session, relay.url, plan.heavy_clients)
+        if errors:
+            raise BenchError(f"connections failed: {dict(errors)}")
+        received = [0] * len(clients)
+        for i, client in enumerate(clients):
+            assert client is not None
+
+            def sink(_sub: str, _event: Any, _now: float, i: int = i) -> None:
+                received[i] += 1
+
+            client.on_event = sink
+        await asyncio.sleep(1.0)
+        before = relay.rss_kib()
+        sampler = RssSampler(relay)
+        await meter.start("heavyreq")
+        began = time.perf_counter()
+
+        async def one(client: Client) -> m.RelayMessage:
+            key = ("sub", "heavy")
+            future: asyncio.Future[m.RelayMessage] = asyncio.get_running_loop().create_future()
+            client.waiting[key] = future
+            await client.ws.send_str(m.req_message("heavy", filters))
+            return await asyncio.wait_for(future, MEASUREMENT_CAP / 2)
+
+        replies = await asyncio.gather(*(one(c) for c in clients if c is not None))
+        took = time.perf_counter() - began
+        usage = meter.stop()
+        peak = await sampler.stop()
+        await asyncio.sleep(1.0)
+        after = relay.rss_kib()
+        refused = [r for r in replies if not isinstance(r, m.RelayEose)]
+        if refused or any(n != plan.heavy_events for n in received):
+            raise BenchError(f"incomplete answers: {received} events, {refused[:2]}")
+        out.figures["heavy_peak"] = (peak - before) / 1024
+        out.figures["heavy_growth"] = (after - before) / 1024
+        out.figures["heavy_secs"] = took
+        out.notes.append(
+            f"heavyreq: {plan.heavy_clients} REQs x {plan.heavy_filters} filters x "
+            f"{plan.heavy_events} events of {BIG_CONTENT:,} characters answered in {took:.2f} s; "
+            f"relay RSS {before / 1024:.1f} MiB, peak {peak / 1024:.1f}, "
+            f"after {after / 1024:.1f}; {usage}"
+        )
+    finally:
+        await close_all(session, clients)
+    return out
+
+
+async def bench_backlog(relay: RelayProcess, plan: Plan, data: Data, meter: Meter) -> Outcome:
+    out = Outcome()
+    big = big_events(plan, data)
+    await publish_big(relay, big["wraps"])
+    recipient: SecretKey = big["recipient"]
+    session = new_session()
+    clients: list[Client | None] = []
+    try:
+        client = await connect(session, relay.url)
+        clients.append(client)
+        seen: set[str] = set()
+        oldest = [int(time.time()) + 60]
+        size = [0]
+
+        def sink(_sub: str, event: Any, _now: float) -> None:
+            seen.add(event["id"])
+            oldest[0] = min(oldest[0], event["created_at"])
+            size[0] += len(event["content"]) + 400  # about the JSON's size
+
+        client.on_event = sink
+        await asyncio.sleep(0.5)
+        await meter.start("backlog")
+        began = time.perf_counter()
+        pages = 0
+        authed = False
+        while True:
+            had = len(seen)
+            filt = {"kinds": [1059], "#p": [recipient.public_key.hex], "until": oldest[0]}
+            authed = await client.subscribe(f"page{pages}", filt, recipient) or authed
+            pages += 1
+            if len(seen) == had or len(seen) >= plan.backlog_wraps:
+                break
+        took = time.perf_counter() - began
+        usage = meter.stop()
+        if len(seen) < plan.backlog_wraps:
+            raise BenchError(f"caught up {len(seen)} of {plan.backlog_wraps} gift wraps")
+        out.figures["backlog_secs"] = took
+        out.figures["backlog_rate"] = size[0] / took / 1e6
+        out.notes.append(
+            f"backlog: {len(seen):,} gift wraps of {BIG_CONTENT:,} characters in {pages} "
+            f"page(s) in {took:.2f} s{' after NIP-42 AUTH' if authed else ''}; {usage}"
+        )
+    finally:
+        await close_all(session, clients)
+    return out
+
+
 BENCHES: dict[str, Callable[[RelayProcess, Plan, Data, Meter], Awaitable[Outcome]]] = {
     "ingest": bench_ingest,
     "fanout": bench_fanout,
     "giftwrap": bench_giftwrap,
     "idle": bench_idle,
+    "heavyreq": bench_heavyreq,
+    "backlog": bench_backlog,
 }
 
 
@@ -1015,6 +1221,11 @@ ROWS = (
     ("giftwrap_mis", "gift-wrap misdeliveries", "{:.0f}", False),
     ("idle_kib", "idle, KiB per connection", "{:.1f}", False),
     ("idle_reached", "idle, connections reached", "{:,.0f}", True),
+    ("heavy_peak", "10 heavy REQs, RSS peak +MiB", "{:,.1f}", False),
+    ("heavy_growth", "10 heavy REQs, RSS after +MiB", "{:,.1f}", False),
+    ("heavy_secs", "10 heavy REQs, seconds", "{:.2f}", False),
+    ("backlog_secs", "backlog catch-up, seconds", "{:.2f}", False),
+    ("backlog_rate", "backlog catch-up, MB/s", "{:.1f}", True),
 )
 ROW_MEASUREMENT = {
     "ingest": "ingest",
@@ -1027,6 +1238,11 @@ ROW_MEASUREMENT = {
     "giftwrap_mis": "giftwrap",
     "idle_kib": "idle",
     "idle_reached": "idle",
+    "heavy_peak": "heavyreq",
+    "heavy_growth": "heavyreq",
+    "heavy_secs": "heavyreq",
+    "backlog_secs": "backlog",
+    "backlog_rate": "backlog",
 }
 
 
@@ -1150,7 +1366,7 @@ def run_all(
             for run in range(runs):
                 for relay_name in relays:
                     title = RELAY_TITLES[relay_name]
-                    if relay_name in unavailable:
+                    if relay_name in unavailable or relay_name in NOT_FOR.get(measurement, ()):
                         results.update({(relay_name, key): "n/a" for key in keys})
                         continue
                     which = f" (run {run + 1}/{runs})" if runs > 1 else ""

@@ -42,3 +42,26 @@ def test_relay_on_postgresql(postgres_server: PostgresServer, tmp_path: Any) -> 
         run(check())
     finally:
         restarted.stop()
+
+
+def test_a_large_backlog_streams_from_postgresql(
+    postgres_server: PostgresServer, relay_factory: Any
+) -> None:
+    """Keyset pages and byte-bounded loads on PostgreSQL: 14 MB of gift wraps, more than
+    the 8 MiB send queue, read whole over one REQ, newest first."""
+    from tests.relay.test_backlog import NO_RATE_LIMITS, gift_wraps, publish_all
+
+    dsn = asyncio.run(postgres_server.create_database())
+    relay = relay_factory("[limits]\n" + NO_RATE_LIMITS, db=dsn)
+    recipient = new_key()
+    wraps = gift_wraps(recipient, 120)
+
+    async def scenario() -> None:
+        await publish_all(relay, wraps)
+        async with await RelayConnection.connect(relay.url) as conn:
+            assert (await conn.authenticate(recipient)).accepted
+            got = await conn.query([{"#p": [recipient.public_key.hex]}], timeout=120)
+            expected = sorted(wraps, key=lambda e: (-e.created_at, e.id))
+            assert [e.id for e in got] == [e.id for e in expected]
+
+    asyncio.run(asyncio.wait_for(scenario(), 300))

@@ -170,11 +170,15 @@ class Connection:
         The writer drops a client that reads nothing for ``write_timeout``, which ends
         this wait too.
         """
-        while not self.closed and self.unsent() >= limit:
+        delay, before = 0.005, self.unsent()
+        while not self.closed and before >= limit:
             if self.transport.is_closing():
                 self.closed = True
                 return
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(delay)
+            now = self.unsent()
+            # a client that reads slowly is looked at less often (up to 10 times a second)
+            delay, before = (0.005 if now < before else min(delay * 2, 0.1)), now
 
     def query_slot(self) -> asyncio.Semaphore:
         if self.queries is None:

@@ -165,11 +165,8 @@ class Connection:
         return self.queued + self.transport.get_write_buffer_size()
 
     async def wait_unsent_below(self, limit: int) -> None:
-        """Return once fewer than ``limit`` bytes wait to be sent, or the connection closed.
-
-        The writer drops a client that reads nothing for ``write_timeout``, which ends
-        this wait too.
-        """
+        """Once fewer than ``limit`` bytes wait to be sent, or the connection closed (as
+        the writer does a client that reads nothing for ``write_timeout``)."""
         delay, before = 0.005, self.unsent()
         while not self.closed and before >= limit:
             if self.transport.is_closing():

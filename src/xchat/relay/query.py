@@ -21,11 +21,12 @@ their turn, holding only their filters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Final, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import Any, Final, Protocol
 
 from xchat.relay.config import RelayConfig
 from xchat.store.events import KIND_GIFT_WRAP, EventStore, Key
@@ -36,6 +37,7 @@ __all__ = [
     "KEY_PAGE",
     "QueryLimits",
     "gift_wrap_refusal",
+    "query_turn",
     "serve_stored",
     "stored_results",
     "with_limits",
@@ -128,6 +130,24 @@ async def stored_results(
             pending.popleft()
         if texts:
             yield texts
+
+
+@contextlib.asynccontextmanager
+async def query_turn(conn: Any, most: int) -> AsyncIterator[None]:
+    """One of ``most`` turns to read the store for ``conn`` (its ``queries`` semaphore,
+    made on first use and dropped when no REQ holds or awaits it: idle connections are
+    most of a relay's memory; ``querying`` counts them)."""
+    if conn.queries is None:
+        conn.queries = asyncio.Semaphore(most)
+    queries = conn.queries
+    conn.querying += 1
+    try:
+        async with queries:
+            yield
+    finally:
+        conn.querying -= 1
+        if conn.querying == 0:
+            conn.queries = None
 
 
 class StreamTarget(Protocol):

@@ -40,17 +40,13 @@ from xchat import __version__
 from xchat.crypto.keys import PublicKey
 from xchat.errors import DecodeError, XChatError
 from xchat.node.relay_client import reap
+from xchat.relay import query as rq
 from xchat.relay.answers import KIND_AUTH, event_refusal, ok_for
 from xchat.relay.config import RelayConfig
 from xchat.relay.ingest import Ingestor
-from xchat.relay.query import gift_wrap_refusal, serve_stored, stored_results, with_limits
 from xchat.relay.ratelimit import TokenBucket
 from xchat.relay.subscriptions import Subscription, SubscriptionIndex
-from xchat.store.events import (
-    KIND_GIFT_WRAP,
-    EventStore,
-    StoredEvent,
-)
+from xchat.store.events import KIND_GIFT_WRAP, EventStore, StoredEvent
 from xchat.wire import messages as m
 from xchat.wire.event import Event, EventLimits
 from xchat.wire.filter import FilterLimits
@@ -104,6 +100,7 @@ class Connection:
         "host",
         "ip",
         "queries",
+        "querying",
         "queue",
         "queued",
         "relay",
@@ -134,7 +131,8 @@ class Connection:
         self.queue: deque[str] | None = None
         self.queued = 0
         self.writer: asyncio.Task[None] | None = None
-        self.queries: asyncio.Semaphore | None = None
+        self.queries: asyncio.Semaphore | None = None  # see xchat.relay.query.query_turn
+        self.querying = 0
         self.closed = False
 
     def send(self, text: str) -> None:
@@ -176,11 +174,6 @@ class Connection:
             now = self.unsent()
             # a client that reads slowly is looked at less often (up to 10 times a second)
             delay, before = (0.005 if now < before else min(delay * 2, 0.1)), now
-
-    def query_slot(self) -> asyncio.Semaphore:
-        if self.queries is None:
-            self.queries = asyncio.Semaphore(self.relay.config.limits.max_queries_per_connection)
-        return self.queries
 
     def _stalled(self) -> None:
         """Drop a client that read nothing for ``write_timeout`` seconds."""
@@ -526,7 +519,7 @@ class Relay:
         if self._rate_limited(conn):
             conn.send(m.closed_message(sub_id, "rate-limited: slow down"))
             return
-        refusal = gift_wrap_refusal(self.config, conn.authed, message.filters)
+        refusal = rq.gift_wrap_refusal(self.config, conn.authed, message.filters)
         if refusal is not None:
             conn.send(m.closed_message(sub_id, refusal))
             return
@@ -573,18 +566,18 @@ class Relay:
         sub_id = sub.sub_id
         limits = self.config.limits
         try:
-            async with conn.query_slot():
+            async with rq.query_turn(conn, limits.max_queries_per_connection):
                 if conn.closed or conn.subscription(sub_id) is not sub:
                     return  # closed or replaced while it waited its turn
-                batches = stored_results(
+                batches = rq.stored_results(
                     self.store,
-                    with_limits(sub.query, limits.default_limit, limits.max_limit),
+                    rq.with_limits(sub.query, limits.default_limit, limits.max_limit),
                     int(time.time()),
                     recipients=self._recipients(conn),
                     limits=limits,
                     gate=self.query_gate,
                 )
-                await serve_stored(
+                await rq.serve_stored(
                     conn, sub_id, sub, conn.subscription, batches, limits.query_window_bytes
                 )
         except Exception:
@@ -594,7 +587,7 @@ class Relay:
                 self.index.remove(sub)
                 conn.send(m.closed_message(sub_id, "error: the query failed"))
         finally:
-            sub.query = ()  # only live matching needs the filters from here on
+            sub.query, sub.stream = (), None  # only live matching is left to do
 
     async def _on_count(self, conn: Connection, message: m.ClientCount) -> None:
         sub_id = message.sub_id
@@ -602,7 +595,7 @@ class Relay:
             conn.send(m.closed_message(sub_id, "rate-limited: slow down"))
             return
         filters = message.filters
-        refusal = gift_wrap_refusal(self.config, conn.authed, filters, counting=True)
+        refusal = rq.gift_wrap_refusal(self.config, conn.authed, filters, counting=True)
         if refusal is not None:
             conn.send(m.closed_message(sub_id, refusal))
             return

@@ -28,6 +28,7 @@ import orjson
 import segno
 from aiohttp import WSMsgType, web
 
+from xchat.aio import reap
 from xchat.core.identity import ContactCard, Identity
 from xchat.errors import (
     InvalidInput,
@@ -37,7 +38,6 @@ from xchat.errors import (
     XChatError,
 )
 from xchat.node import openapi
-from xchat.node.relay_client import reap
 from xchat.node.service import Node, message_json
 from xchat.store.node import ConversationRow
 

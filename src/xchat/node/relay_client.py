@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from xchat.aio import reap
 from xchat.core.events import sign_event
 from xchat.crypto.keys import Rng, SecretKey
 from xchat.errors import RemoteProtocolError
@@ -57,29 +58,6 @@ class Subscription:
     eose: asyncio.Event = field(default_factory=asyncio.Event)
     closed: str | None = None  # the relay's CLOSED reason
     complete: bool = False  # a real EOSE arrived: every stored event was sent
-
-
-async def reap(*tasks: asyncio.Future[Any]) -> None:
-    """Cancel ``tasks`` and wait until every one ended, whatever it raised.
-
-    Not ``suppress(CancelledError)`` around each await: that would also swallow a
-    cancellation of the caller itself while it waits, and a cancelled worker would
-    then carry on. Here the caller's own cancellation is raised again once all ended.
-    """
-    for task in tasks:
-        task.cancel()
-    cancelled = False
-    current = asyncio.current_task()
-    for task in tasks:
-        while not task.done():
-            try:
-                # its own failure does not matter: it has ended, which is all we want
-                with contextlib.suppress(Exception):
-                    await task
-            except asyncio.CancelledError:
-                cancelled = cancelled or (current is not None and current.cancelling() > 0)
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 class RelayConnection:

@@ -37,9 +37,9 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from xchat import __version__
+from xchat.aio import reap
 from xchat.crypto.keys import PublicKey
 from xchat.errors import DecodeError, XChatError
-from xchat.node.relay_client import reap
 from xchat.relay import query as rq
 from xchat.relay.answers import KIND_AUTH, event_refusal, ok_for
 from xchat.relay.config import RelayConfig

@@ -11,10 +11,13 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
 from tests.relay.conftest import RelayProcess, make_event, new_key
 from xchat.core.events import sign_event
 from xchat.crypto.keys import SecretKey
+from xchat.errors import InvalidInput
+from xchat.relay.config import load_config
 from xchat.wire import messages as m
 from xchat.wire.event import Event
 
@@ -219,3 +222,16 @@ def test_an_auth_flood_gets_answers_and_others_are_served(relay_factory: Any) ->
             assert reasons.count("rate-limited") == 1000
 
     run(scenario())
+
+
+def test_public_url_setting_is_normalized_and_checked(tmp_path: Any) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text('[relay]\npublic_url = ["WSS://Relay.Example.com:443/", "ws://h:81"]\n')
+    assert load_config(config).public_url == ("wss://relay.example.com", "ws://h:81")
+    assert load_config(public_url=["wss://a.example/"]).public_url == ("wss://a.example",)
+    assert load_config().public_url == ()
+    with pytest.raises(InvalidInput, match="not a relay address"):
+        load_config(public_url=["https://relay.example.com"])
+    config.write_text("[relay]\npublic_url = 7\n")
+    with pytest.raises(InvalidInput, match="must be a URL or a list of URLs"):
+        load_config(config)

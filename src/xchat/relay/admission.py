@@ -97,8 +97,6 @@ class Admission:
         self.max_connections = limits.max_connections
         self.open = 0
         self.per_ip: Counter[str] = Counter()
-        #: Connections closed for each reason since start (for tests and operators).
-        self.refused: Counter[str] = Counter()
         self._tallies = {
             "per_ip": _Tally(
                 "connection limit: refused {count} connection(s) {interval}: at most "
@@ -136,7 +134,6 @@ class Admission:
             self._tallies["total"] = self._total_tally()
 
     def _hit(self, reason: str) -> None:
-        self.refused[reason] += 1
         self._tallies[reason].hit()
 
     def admit(self, ip: str) -> bytes | None:

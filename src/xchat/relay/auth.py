@@ -16,8 +16,8 @@ default port, no trailing slash), must be one of:
   reached it by a name needs ``public_url`` to be configured.
 
 Signatures are checked in a thread of their own (:class:`SignatureChecker`), in batches
-across connections, so a client that floods AUTH costs that thread, not the event loop
-or the ingest pipeline's verifier.
+across connections and pipelined per connection (:class:`Nip42`), so a client that
+floods AUTH costs that thread, not the event loop or the ingest pipeline's verifier.
 """
 
 from __future__ import annotations
@@ -33,19 +33,30 @@ from xchat.errors import InvalidInput
 from xchat.relay.config import RelayLimits
 from xchat.relay.ingest import verify_batch
 from xchat.relay.ratelimit import TokenBucket
+from xchat.wire import messages as m
 from xchat.wire.event import Event
 from xchat.wire.relay_url import normalize_relay_url
 
 if TYPE_CHECKING:
     from xchat.relay.server import Connection
 
-__all__ = ["AUTH_WINDOW", "KIND_AUTH", "Nip42", "RelayAddresses", "SignatureChecker"]
+__all__ = [
+    "AUTH_WINDOW",
+    "KIND_AUTH",
+    "MAX_IN_FLIGHT",
+    "AuthState",
+    "Nip42",
+    "RelayAddresses",
+    "SignatureChecker",
+]
 
 KIND_AUTH: Final = 22242
 AUTH_WINDOW: Final = 600  # seconds a NIP-42 auth event's created_at may be off
 _WILDCARDS: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - recognised, not bound
 #: Signatures checked in one hand-over to the thread.
 _BATCH: Final = 256
+#: AUTH messages of one connection waiting for their signature check at once.
+MAX_IN_FLIGHT: Final = 256
 
 
 def _is_loopback(host: str) -> bool:
@@ -114,7 +125,7 @@ class RelayAddresses:
 
 
 class SignatureChecker:
-    """BIP-340 checks of AUTH events in one thread of their own, batched."""
+    """BIP-340 checks of AUTH events in one thread of their own, batched, in order."""
 
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xchat-auth")
@@ -122,12 +133,14 @@ class SignatureChecker:
         self._task: asyncio.Task[None] | None = None
         self.checked = 0
 
-    async def verify(self, pubkey: str, event_id: str, sig: str) -> bool:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    def submit(self, pubkey: str, event_id: str, sig: str) -> asyncio.Future[bool]:
+        """Queue a check; futures resolve in the order submitted."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
         self._queue.append(((pubkey, event_id, sig), future))
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="relay-auth")
-        return await future
+            self._task = loop.create_task(self._run(), name="relay-auth")
+        return future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -155,8 +168,32 @@ class SignatureChecker:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+class AuthState:
+    """A connection's AUTH bookkeeping: its rate bucket and the checks in flight."""
+
+    __slots__ = ("bucket", "last", "pending")
+
+    def __init__(self, bucket: TokenBucket) -> None:
+        self.bucket = bucket
+        self.pending = 0
+        #: The check submitted last: it resolves after all the earlier ones.
+        self.last: asyncio.Future[bool] | None = None
+
+    async def settled(self) -> None:
+        """Wait until every AUTH sent so far on this connection has been answered."""
+        last = self.last
+        if last is not None and not last.done():
+            await asyncio.wait([last])
+
+
 class Nip42:
-    """The relay's AUTH policy: rate, key cap, challenge, ``relay`` tag, signature."""
+    """The relay's AUTH policy: rate, key cap, challenge, ``relay`` tag, signature.
+
+    AUTH messages on one connection are pipelined: each is checked cheaply at once and its
+    signature queued; up to :data:`MAX_IN_FLIGHT` wait at a time (then the connection's
+    reading waits), and any other message waits until they have all been answered, so a
+    REQ sent after an AUTH sees its outcome.
+    """
 
     def __init__(self, addresses: RelayAddresses, limits: RelayLimits) -> None:
         self.addresses = addresses
@@ -171,13 +208,7 @@ class Nip42:
                 local = (str(sockname[0]), int(sockname[1]))
         return self.addresses.accepts(relay_url, local)
 
-    def _rate_limited(self, conn: Connection) -> bool:
-        if conn.auth_bucket is None:
-            limits = self.limits
-            conn.auth_bucket = TokenBucket(limits.auth_per_second, limits.auth_burst)
-        return not conn.auth_bucket.take()
-
-    def _cheap_refusal(self, conn: Connection, event: Event, now: int) -> str | None:
+    def _refusal(self, conn: Connection, state: AuthState, event: Event, now: int) -> str | None:
         limits = self.limits
         if event.kind != KIND_AUTH:
             return "invalid: an AUTH event has kind 22242"
@@ -187,24 +218,51 @@ class Nip42:
             return "invalid: the challenge does not match the one this relay sent"
         if not self._relay_tag_ok(conn, event.first_tag("relay")):
             return f"invalid: the relay tag does not name this relay ({self.addresses.expected()})"
-        if event.pubkey not in conn.authed and len(conn.authed) >= limits.max_auth_keys:
+        if (
+            event.pubkey not in conn.authed
+            and len(conn.authed) + state.pending >= limits.max_auth_keys
+        ):
             return (
                 f"blocked: at most {limits.max_auth_keys} keys per connection; "
                 "authenticate the others on another connection"
             )
         return None
 
-    async def refusal(self, conn: Connection, event: Event, now: int) -> str | None:
-        """Why ``event`` does not authenticate ``conn`` (an ``OK false`` message), or None."""
-        if self._rate_limited(conn):
-            return (
+    async def on_auth(self, conn: Connection, event: Event, now: int) -> None:
+        """Answer an AUTH message (``OK``), now or once its signature is checked."""
+        state = conn.auth
+        if state is None:
+            limits = self.limits
+            state = conn.auth = AuthState(TokenBucket(limits.auth_per_second, limits.auth_burst))
+        if state.pending >= MAX_IN_FLIGHT:
+            await state.settled()
+        if not state.bucket.take():
+            reason: str | None = (
                 f"rate-limited: at most {self.limits.auth_per_second:g} AUTH messages per "
                 "second on one connection"
             )
-        reason = self._cheap_refusal(conn, event, now)
-        if reason is None and not await self.signatures.verify(event.pubkey, event.id, event.sig):
-            reason = "invalid: signature does not verify"
-        return reason
+        else:
+            reason = self._refusal(conn, state, event, now)
+        if reason is not None:
+            conn.send(m.ok_message(event.id, False, reason))
+            return
+        future = self.signatures.submit(event.pubkey, event.id, event.sig)
+        state.pending += 1
+        state.last = future
+        future.add_done_callback(lambda f: self._checked(conn, state, event, f))
+
+    @staticmethod
+    def _checked(
+        conn: Connection, state: AuthState, event: Event, future: asyncio.Future[bool]
+    ) -> None:
+        state.pending -= 1
+        if future.cancelled():
+            return  # the relay is stopping
+        if future.result():
+            conn.authenticate(event.pubkey)
+            conn.send(m.ok_message(event.id, True, ""))
+        else:
+            conn.send(m.ok_message(event.id, False, "invalid: signature does not verify"))
 
     def close(self) -> None:
         self.signatures.close()

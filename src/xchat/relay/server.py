@@ -35,7 +35,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from xchat import __version__
 from xchat.errors import XChatError
 from xchat.relay.admission import Admission, GuardedSite, raise_open_file_limit
-from xchat.relay.auth import KIND_AUTH, Nip42, RelayAddresses
+from xchat.relay.auth import KIND_AUTH, AuthState, Nip42, RelayAddresses
 from xchat.relay.config import RelayConfig
 from xchat.relay.ingest import Ingestor, Rejected, Result
 from xchat.relay.ratelimit import TokenBucket
@@ -97,7 +97,7 @@ class Connection:
     """
 
     __slots__ = (
-        "auth_bucket",
+        "auth",
         "authed",
         "bucket",
         "challenge",
@@ -128,7 +128,7 @@ class Connection:
         self.authed: frozenset[str] | set[str] = _NOBODY
         self.challenge = os.urandom(16)  # bytes: half the size of its hex text
         self.bucket: TokenBucket | None = None
-        self.auth_bucket: TokenBucket | None = None
+        self.auth: AuthState | None = None
         self.queue: deque[str] | None = None
         self.queued = 0
         self.writer: asyncio.Task[None] | None = None
@@ -436,6 +436,8 @@ class Relay:
         except m.MessageError as exc:
             self._answer_error(conn, exc)
             return
+        if conn.auth is not None and type(message) is not m.ClientAuth:
+            await conn.auth.settled()  # what follows an AUTH sees its outcome
         try:
             await self._handlers[type(message)](conn, message)
         except XChatError as exc:  # pragma: no cover - handlers answer their own errors
@@ -597,15 +599,8 @@ class Relay:
     # -- AUTH -------------------------------------------------------------------
 
     async def _on_auth(self, conn: Connection, message: m.ClientAuth) -> None:
-        event = message.event
-        # Signatures are checked in the AUTH thread (relay/auth.py): this connection
-        # waits, as its next message must see the outcome; the others do not.
-        reason = await self.nip42.refusal(conn, event, int(time.time()))
-        if reason is not None:
-            conn.send(m.ok_message(event.id, False, reason))
-            return
-        conn.authenticate(event.pubkey)
-        conn.send(m.ok_message(event.id, True, ""))
+        # Pipelined; signatures are checked in the AUTH thread (relay/auth.py).
+        await self.nip42.on_auth(conn, message.event, int(time.time()))
 
 
 def _acknowledge(conn: Connection, event_id: str, result: Result) -> None:

@@ -17,6 +17,7 @@ from tests.relay.conftest import RelayProcess, make_event, new_key
 from xchat.core.events import sign_event
 from xchat.crypto.keys import SecretKey
 from xchat.errors import InvalidInput
+from xchat.relay.auth import RelayAddresses
 from xchat.relay.config import load_config
 from xchat.wire import messages as m
 from xchat.wire.event import Event
@@ -235,3 +236,30 @@ def test_public_url_setting_is_normalized_and_checked(tmp_path: Any) -> None:
     config.write_text("[relay]\npublic_url = 7\n")
     with pytest.raises(InvalidInput, match="must be a URL or a list of URLs"):
         load_config(config)
+
+
+def test_which_urls_name_the_relay() -> None:
+    loopback = RelayAddresses(())
+    loopback.listening([("127.0.0.1", 7447)])
+    assert loopback.accepts("ws://localhost:7447/", None)
+    assert not loopback.accepts("ws://127.0.0.1:7448", None)
+    assert not loopback.accepts(None, None)
+    ipv6 = RelayAddresses(())
+    ipv6.listening([("::1", 7447)])
+    assert ipv6.accepts("ws://[::1]:7447", None)
+    assert ipv6.accepts("ws://localhost:7447", None)
+    # Bound to every address: the local address the connection arrived on, nothing else.
+    everywhere = RelayAddresses(())
+    everywhere.listening([("0.0.0.0", 7447), ("::", 7447)])
+    assert everywhere.wildcard
+    assert everywhere.accepts("ws://192.0.2.7:7447", ("192.0.2.7", 7447))
+    assert everywhere.accepts("ws://[2001:db8::1]:7447", ("2001:db8::1", 7447))
+    assert not everywhere.accepts("ws://192.0.2.8:7447", ("192.0.2.7", 7447))
+    assert not everywhere.accepts("ws://0.0.0.0:7447", ("192.0.2.7", 7447))
+    assert not everywhere.accepts("ws://relay.example:7447", ("192.0.2.7", 7447))
+    # A public URL replaces all of that.
+    public = RelayAddresses(["wss://relay.example.com"])
+    public.listening([("0.0.0.0", 7447)])
+    assert not public.wildcard
+    assert public.accepts("wss://relay.example.com:443", ("192.0.2.7", 7447))
+    assert not public.accepts("ws://192.0.2.7:7447", ("192.0.2.7", 7447))

@@ -124,7 +124,27 @@ def test_a_handshake_that_never_finishes_is_closed(relay_factory: Any) -> None:
         assert await _served(relay, "127.0.0.1")
 
     run(scenario())
-    assert "within 1 s" in _relay_log(relay)
+    assert "did not send their request headers within 1 s" in _relay_log(relay)
+
+
+def test_a_refused_handshake_is_closed_at_the_handshake_deadline(relay_factory: Any) -> None:
+    relay = relay_factory("[limits]\nheader_timeout = 1.0\nhandshake_timeout = 2.0\n")
+    host, port = _host_port(relay)
+
+    async def scenario() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        # Complete headers, but no Sec-WebSocket-Key: aiohttp answers 400 and would keep
+        # the connection alive for the next request; the handshake deadline ends it.
+        writer.write(
+            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\n\r\n".encode()
+        )
+        assert (await reader.readline()).startswith(b"HTTP/1.1 400")
+        assert await _closed_by_relay(reader, 60)
+        writer.close()
+
+    run(scenario())
+    assert "did not finish the handshake within 2 s" in _relay_log(relay)
 
 
 def test_limits_per_address_and_in_total_are_applied_at_accept(relay_factory: Any) -> None:

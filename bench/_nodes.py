@@ -48,6 +48,7 @@ events_burst = 1000000000
 ip_events_per_second = 1e9
 ip_events_burst = 1000000000
 max_connections_per_ip = 100000
+max_connections = 100000
 """
 
 

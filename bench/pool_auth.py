@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.node.faulty_relay import start_faulty_relay
+from tests.node.faulty_relay import reserve_port, start_faulty_relay
 from tests.relay.conftest import make_event, new_key, start_relay
 
 from xchat.crypto.keys import SecretKey
@@ -73,10 +73,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        relay = start_relay(os.path.join(tmp, "relay.sqlite3"))
+        # AUTH through the proxy names the proxy's URL: the relay must accept it (NIP-42).
+        own, front = reserve_port(), reserve_port()
+        port, front_port = own.getsockname()[1], front.getsockname()[1]
+        urls = [f"ws://127.0.0.1:{port}", f"ws://127.0.0.1:{front_port}"]
+        relay = start_relay(os.path.join(tmp, "relay.sqlite3"), port=port, public_urls=urls)
+        own.close()
         try:
             for latency in [float(x) for x in args.latency_ms.split(",")]:
-                proxy = start_faulty_relay(relay.url, latency_ms=latency) if latency else None
+                proxy = None
+                if latency:
+                    proxy = start_faulty_relay(relay.url, latency_ms=latency, port=front_port)
+                    front.close()
                 try:
                     url = proxy.url if proxy else relay.url
                     times = asyncio.run(measure(relay.url, url, args.keys, args.runs))

@@ -38,6 +38,13 @@ ways, except:
 If the upstream relay cannot be reached, the client's WebSocket is accepted and then
 closed (1011): a relay that is up but broken.
 
+NIP-42 through the proxy. A client signs its AUTH for the URL it connected to, the
+proxy's, and the relay behind accepts only AUTH events naming its own public URL(s)
+(docs/threat-model.md): so, as with any reverse proxy, the relay must be started with
+the proxy's URL as a ``public_url``. The proxy's port is reserved before the relay
+starts (:func:`reserve_port`) and handed to the proxy (``--port``); tests/node/conftest.py
+does this for every relay it starts.
+
 From tests, :func:`start_faulty_relay` starts one and returns a :class:`FaultyRelay`.
 """
 
@@ -52,6 +59,7 @@ import random
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,7 +73,7 @@ from aiohttp import WSMsgType, web
 
 from tests.processes import stop_process
 
-__all__ = ["Faults", "FaultyRelay", "start_faulty_relay"]
+__all__ = ["Faults", "FaultyRelay", "reserve_port", "start_faulty_relay"]
 
 
 @dataclass(frozen=True)
@@ -374,6 +382,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # -- from tests ---------------------------------------------------------------------------
+
+
+def reserve_port(host: str = "127.0.0.1") -> socket.socket:
+    """A socket bound to a free port with SO_REUSEADDR, not listening: no one else is
+    given the port meanwhile, but a process that binds it with SO_REUSEADDR (as the
+    relay and this proxy do) can listen on it. Close it once that process listens."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
 
 
 @dataclass

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +38,13 @@ class RelayProcess:
 
 
 def start_relay(
-    db: str, config_text: str | None = None, tmp: Path | None = None, port: int = 0
+    db: str,
+    config_text: str | None = None,
+    tmp: Path | None = None,
+    port: int = 0,
+    public_urls: Sequence[str] = (),
 ) -> RelayProcess:
+    """``xchat relay`` on 127.0.0.1; with ``public_urls``, NIP-42 AUTH must name one."""
     config = None
     args = [
         sys.executable,
@@ -53,6 +58,8 @@ def start_relay(
         "--db",
         db,
     ]
+    for url in public_urls:
+        args += ["--public-url", url]
     if config_text is not None:
         assert tmp is not None
         config = tmp / f"relay-{time.monotonic_ns()}.toml"
@@ -82,9 +89,13 @@ def relay_factory(tmp_path: Path) -> Iterator[object]:
     started: list[RelayProcess] = []
 
     def factory(
-        config_text: str | None = None, db: str | None = None, port: int = 0
+        config_text: str | None = None,
+        db: str | None = None,
+        port: int = 0,
+        public_urls: Sequence[str] = (),
     ) -> RelayProcess:
-        relay = start_relay(db or str(tmp_path / "relay.sqlite3"), config_text, tmp_path, port)
+        path = db or str(tmp_path / "relay.sqlite3")
+        relay = start_relay(path, config_text, tmp_path, port, public_urls)
         started.append(relay)
         return relay
 

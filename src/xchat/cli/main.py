@@ -177,7 +177,9 @@ def _cmd_relay(args: argparse.Namespace, out: TextIO) -> int:
     from xchat.relay.config import load_config
     from xchat.relay.server import run_relay
 
-    config = load_config(args.config, host=args.host, port=args.port, db=args.db)
+    config = load_config(
+        args.config, host=args.host, port=args.port, db=args.db, public_url=args.public_url
+    )
     logging.basicConfig(level=logging.INFO, format="xchat relay: %(message)s")
 
     def ready(address: str) -> None:
@@ -483,6 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--db",
         metavar="PATH_OR_URL",
         help="SQLite file (default: in the user data folder) or postgresql:// URL",
+    )
+    relay.add_argument(
+        "--public-url",
+        action="append",
+        metavar="URL",
+        help="the wss:// URL clients reach this relay at (repeatable); NIP-42 AUTH must "
+        "name one of them (default: the address it listens on)",
     )
     relay.add_argument("--config", metavar="FILE", help="TOML file with [relay] and [limits]")
     relay.set_defaults(run=_cmd_relay)

@@ -6,6 +6,7 @@ are the field names below; command-line flags override the file::
     [relay]
     host = "0.0.0.0"
     port = 7447
+    public_url = "wss://relay.example.com"
     db = "postgresql://relay@127.0.0.1/relay"
     name = "my relay"
 
@@ -25,6 +26,7 @@ from typing import Any, Final
 import platformdirs
 
 from xchat.errors import InvalidInput
+from xchat.wire.relay_url import normalize_relay_url
 
 __all__ = ["DEFAULT_PORT", "RelayConfig", "RelayLimits", "default_db_path", "load_config"]
 
@@ -57,8 +59,23 @@ class RelayLimits:
     events_burst: int = 200
     ip_events_per_second: float = 200.0
     ip_events_burst: int = 800
-    #: Open WebSocket connections from one IP address.
+    #: Open connections from one IP address, counted when the TCP connection is accepted
+    #: (before any byte is read), WebSocket or not.
     max_connections_per_ip: int = 200
+    #: Open connections in all; kept below the open-file limit at start.
+    max_connections: int = 10_000
+    #: Seconds from accept for the request line and headers, and for the WebSocket to be
+    #: open (or the HTTP answer sent); a connection that misses either is closed.
+    header_timeout: float = 10.0
+    handshake_timeout: float = 15.0
+    #: Seconds of silence after which the relay pings a WebSocket client; without an
+    #: answer within half of it, the connection is closed.
+    idle_timeout: float = 60.0
+    #: Keys one connection may authenticate as (NIP-42), and AUTH messages per second
+    #: (sustained) and burst per connection.
+    max_auth_keys: int = 10_000
+    auth_per_second: float = 100.0
+    auth_burst: int = 10_000
     #: How far in the future ``created_at`` may be (seconds); events older are fine.
     max_future_seconds: int = 15 * 60
     #: NIP-13 proof of work required of every event (leading zero bits of the id); 0 = off.
@@ -98,8 +115,9 @@ class RelayConfig:
     port: int = DEFAULT_PORT
     #: A SQLite file path, or a ``postgresql://`` URL.
     db: str = field(default_factory=lambda: str(default_db_path()))
-    #: The public ``wss://`` URL, for NIP-42 ``relay`` tags; by default the Host header's.
-    public_url: str | None = None
+    #: The URL(s) clients reach this relay at (``wss://relay.example.com``), normalized;
+    #: the only ones a NIP-42 ``relay`` tag may name. Empty: the address it listens on.
+    public_url: tuple[str, ...] = ()
     name: str = "xchat relay"
     description: str = "A Nostr relay run with X Chat. Stores only what clients publish."
     contact: str = ""
@@ -121,6 +139,16 @@ class RelayConfig:
         if self.gift_wrap_retention <= 0 or self.purge_interval <= 0:
             raise InvalidInput("gift_wrap_retention and purge_interval must be positive")
         self.limits.check()
+        if self.limits.header_timeout > self.limits.handshake_timeout:
+            raise InvalidInput("header_timeout must not exceed handshake_timeout")
+
+
+def _public_urls(value: Any, where: str) -> tuple[str, ...]:
+    """``public_url``: one URL or a list of them, each normalized (wire/relay_url)."""
+    urls = [value] if isinstance(value, str) else value
+    if not isinstance(urls, list | tuple) or not all(isinstance(u, str) for u in urls):
+        raise InvalidInput(f"setting 'public_url' in [{where}] must be a URL or a list of URLs")
+    return tuple(dict.fromkeys(normalize_relay_url(u) for u in urls))
 
 
 def _typed(cls: type[Any], values: dict[str, Any], where: str) -> dict[str, Any]:
@@ -130,6 +158,9 @@ def _typed(cls: type[Any], values: dict[str, Any], where: str) -> dict[str, Any]
         value = given
         if key not in known or key == "limits":
             raise InvalidInput(f"unknown setting {key!r} in [{where}]")
+        if key == "public_url":
+            out[key] = _public_urls(value, where)
+            continue
         default = getattr(cls(), key)
         expected = type(default) if default is not None else str
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -162,6 +193,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> RelayConfig
         limits_table.setdefault("max_content_length", old)
     limits = RelayLimits(**_typed(RelayLimits, limits_table, "limits"))
     relay.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("public_url"):
+        relay["public_url"] = _public_urls(overrides["public_url"], "relay")
     config = RelayConfig(limits=limits, **relay)
     config.check()
     return config

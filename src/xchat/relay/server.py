@@ -31,17 +31,17 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from xchat import __version__
 from xchat.aio import reap
-from xchat.crypto.keys import PublicKey
-from xchat.errors import DecodeError, XChatError
+from xchat.errors import XChatError
 from xchat.relay import query as rq
-from xchat.relay.answers import KIND_AUTH, event_refusal, ok_for
+from xchat.relay.admission import Admission, GuardedSite, raise_open_file_limit
+from xchat.relay.answers import event_refusal, ok_for
+from xchat.relay.auth import AuthState, Nip42, RelayAddresses
 from xchat.relay.config import RelayConfig
 from xchat.relay.ingest import Ingestor
 from xchat.relay.ratelimit import TokenBucket
@@ -56,7 +56,6 @@ __all__ = ["Relay", "open_store", "run_relay"]
 log = logging.getLogger("xchat.relay")
 T = TypeVar("T")
 
-AUTH_WINDOW: Final = 600  # seconds a NIP-42 auth event's created_at may be off
 SUPPORTED_NIPS: Final = [1, 9, 11, 13, 40, 42, 45, 59, 70]
 
 
@@ -93,11 +92,11 @@ class Connection:
     """
 
     __slots__ = (
+        "auth",
         "authed",
         "bucket",
         "challenge",
         "closed",
-        "host",
         "ip",
         "queries",
         "querying",
@@ -115,19 +114,18 @@ class Connection:
         ws: web.WebSocketResponse,
         transport: asyncio.Transport,
         ip: str,
-        host: str,
         relay: Relay,
     ) -> None:
         self.ws = ws
         self.transport = transport
         self.ip = ip
-        self.host = host
         self.relay = relay
         # None, the only subscription, or a dict of several by id (most clients hold one)
         self.subs: Subscription | dict[str, Subscription] | None = None
         self.authed: frozenset[str] | set[str] = _NOBODY
         self.challenge = os.urandom(16)  # bytes: half the size of its hex text
         self.bucket: TokenBucket | None = None
+        self.auth: AuthState | None = None
         self.queue: deque[str] | None = None
         self.queued = 0
         self.writer: asyncio.Task[None] | None = None
@@ -308,6 +306,8 @@ class Relay:
         self.ip_buckets: dict[str, TokenBucket] = {}
         self.query_gate = asyncio.Semaphore(limits.max_concurrent_queries)
         self._streams: set[asyncio.Task[Any]] = set()  # stored results, closings
+        self.admission = Admission(limits)
+        self.nip42 = Nip42(RelayAddresses(config.public_url), limits)
         self.ingest = Ingestor(
             store,
             self._fan_out,
@@ -351,6 +351,7 @@ class Relay:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
+        self.nip42.close()
         await self.store.close()
 
     async def _purge_loop(self) -> None:
@@ -367,8 +368,14 @@ class Relay:
     # -- HTTP -------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        Admission.headers_received(request)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request)
+        response = self._http(request)
+        response.force_close()  # one request per connection: no idle keep-alive
+        return response
+
+    def _http(self, request: web.Request) -> web.Response:
         if "application/nostr+json" in request.headers.get("Accept", ""):
             return web.Response(
                 body=orjson.dumps(self.info()),
@@ -417,6 +424,13 @@ class Relay:
                 "ip_events_per_second": limits.ip_events_per_second,
                 "ip_events_burst": limits.ip_events_burst,
                 "max_connections_per_ip": limits.max_connections_per_ip,
+                "max_connections": self.admission.max_connections,
+                "header_timeout": limits.header_timeout,
+                "handshake_timeout": limits.handshake_timeout,
+                "idle_timeout": limits.idle_timeout,
+                "max_auth_keys": limits.max_auth_keys,
+                "auth_per_second": limits.auth_per_second,
+                "auth_burst": limits.auth_burst,
                 "max_filter_values": limits.max_filter_values,
                 "max_send_queue_bytes": limits.max_send_queue_bytes,
                 "write_timeout": limits.write_timeout,
@@ -430,18 +444,22 @@ class Relay:
         }
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        # Connections are counted and limited at accept (relay/admission.py); per_ip
+        # here only tells when an address's event bucket can be forgotten.
         ip = request.remote or "?"
         limits = self.config.limits
-        if self.per_ip[ip] >= limits.max_connections_per_ip:
-            return web.Response(status=429, text="too many connections from this address\n")
         ws = web.WebSocketResponse(
-            max_msg_size=4 * limits.max_message_bytes, compress=False, autoping=True
+            max_msg_size=4 * limits.max_message_bytes,
+            compress=False,
+            autoping=True,
+            heartbeat=limits.idle_timeout,
         )
         await ws.prepare(request)
         transport = request.transport
         if transport is None:  # the client left during the handshake
             return ws
-        conn = Connection(ws, transport, sys.intern(ip), sys.intern(request.host), self)
+        Admission.opened(request)
+        conn = Connection(ws, transport, sys.intern(ip), self)
         self.connections.add(conn)
         self.per_ip[ip] += 1
         conn.send(m.auth_challenge_message(conn.challenge.hex()))
@@ -471,6 +489,8 @@ class Relay:
         except m.MessageError as exc:
             self._answer_error(conn, exc)
             return
+        if conn.auth is not None and type(message) is not m.ClientAuth:
+            await conn.auth.settled()  # what follows an AUTH sees its outcome
         try:
             await self._handlers[type(message)](conn, message)
         except XChatError as exc:  # pragma: no cover - handlers answer their own errors
@@ -613,43 +633,9 @@ class Relay:
 
     # -- AUTH -------------------------------------------------------------------
 
-    def _relay_tag_ok(self, conn: Connection, relay_url: str | None) -> bool:
-        if relay_url is None:
-            return False
-        try:
-            host = urlsplit(relay_url).netloc.lower()
-        except ValueError:
-            return False
-        expected = {conn.host.lower()}
-        if self.config.public_url:
-            expected.add(urlsplit(self.config.public_url).netloc.lower())
-        hosts = {h.split(":")[0] for h in expected} | expected
-        return host in hosts or host.split(":")[0] in hosts
-
     async def _on_auth(self, conn: Connection, message: m.ClientAuth) -> None:
-        event = message.event
-        now = int(time.time())
-        reason = None
-        if event.kind != KIND_AUTH:
-            reason = "invalid: an AUTH event has kind 22242"
-        elif abs(event.created_at - now) > AUTH_WINDOW:
-            reason = "invalid: the AUTH event's created_at is not close to now"
-        elif event.first_tag("challenge") != conn.challenge.hex():
-            reason = "invalid: the challenge does not match the one this relay sent"
-        elif not self._relay_tag_ok(conn, event.first_tag("relay")):
-            reason = "invalid: the relay tag does not name this relay"
-        else:
-            try:
-                key = PublicKey.from_hex(event.pubkey)
-            except DecodeError:
-                key = None
-            if key is None or not key.verify(bytes.fromhex(event.id), bytes.fromhex(event.sig)):
-                reason = "invalid: signature does not verify"
-        if reason is not None:
-            conn.send(m.ok_message(event.id, False, reason))
-            return
-        conn.authenticate(event.pubkey)
-        conn.send(m.ok_message(event.id, True, ""))
+        # Pipelined; signatures are checked in the AUTH thread (relay/auth.py).
+        await self.nip42.on_auth(conn, message.event, int(time.time()))
 
 
 def _tune_garbage_collector() -> None:
@@ -670,23 +656,31 @@ async def run_relay(config: RelayConfig, *, ready: Callable[[str], None] | None 
     if not config.db.startswith(("postgresql://", "postgres://")):
         os.makedirs(os.path.dirname(os.path.abspath(config.db)), mode=0o700, exist_ok=True)
     relay = Relay(config, open_store(config.db))
+    open_files, open_files_line = raise_open_file_limit()
+    relay.admission.fit_to_open_files(open_files)
     runner = web.AppRunner(relay.app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    site = GuardedSite(runner, relay.admission, config.host, config.port, reuse_address=True)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    address = site.name
-    server = getattr(site, "_server", None)
-    if server is not None and server.sockets:
-        host, port = server.sockets[0].getsockname()[:2]
-        address = f"ws://{host}:{port}"
+    sockets = site.sockets
+    relay.nip42.addresses.listening(sockets)
+    host, port = sockets[0]
+    address = f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
     log.info("relay listening on %s", address)
+    if relay.nip42.addresses.wildcard:
+        log.warning(
+            "no public_url: NIP-42 accepts only ws://ADDRESS:%d for the local address a "
+            "client connected to; set public_url if clients use a name",
+            port,
+        )
     _tune_garbage_collector()
     if ready is not None:
         ready(address)
+    log.info("%s; at most %d connections", open_files_line, relay.admission.max_connections)
     await stop.wait()
     log.info("relay shutting down")
     await runner.cleanup()

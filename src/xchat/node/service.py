@@ -81,8 +81,10 @@ from xchat.errors import (
     XChatError,
 )
 from xchat.home import Home, Unlocked
+from xchat.node.lookups import LookupSchedule
+from xchat.node.oneshot import NIP11_TIMEOUT
 from xchat.node.pool import RESYNC_INTERVAL, RelayPool
-from xchat.node.relay_client import PublishResult, reap
+from xchat.node.relay_client import PublishResult, RelayError, reap
 from xchat.store.node import (
     ContactRow,
     ConversationRow,
@@ -124,8 +126,14 @@ _COMMIT_BATCH: Final = 1000
 _SEEN_KEEP: Final = 45 * 24 * 3600
 _TICK: Final = 1.0
 _RECEIPT_BATCH: Final = 500
-#: How often a NIP-17-only contact is looked up again for X Chat devices (seconds).
-_RECHECK_BUNDLES: Final = 600
+#: Sending to a contact without devices looks them up again if the last lookup is
+#: older than this (seconds); otherwise the lookup schedule (``lookups.py``) decides.
+_RECHECK_ON_SEND: Final = 60
+#: Lookups of contacts' bundles running at once.
+_LOOKUPS_AT_ONCE: Final = 4
+#: The longest wait for one relay's answer to a lookup (seconds; at most the publish
+#: timeout): a relay that does not answer must not hold up adding a contact.
+_LOOKUP_TIMEOUT: Final = 5.0
 _CURSOR_SAVE_EVERY: Final = 10
 #: Early effects kept waiting for their target message.
 _EARLY_EFFECTS: Final = 2000
@@ -145,7 +153,8 @@ class NodeConfig:
     #: How often stored mail is re-read from each inbox relay (relays can drop live
     #: events); see :data:`xchat.node.pool.RESYNC_INTERVAL`.
     resync_interval: float = RESYNC_INTERVAL
-    #: Publish one bundle with this many one-time keys; republish when half are used.
+    #: Publish bundles with up to this many one-time keys (fewer if the inbox relays'
+    #: content limits need it); republish when half of them are used.
     one_time_keys: int = 50
 
 
@@ -247,6 +256,16 @@ class Node:
         self._wake_outbox = asyncio.Event()
         self._last_sent_at = 0
         self._sessions_opened_since_bundle = 0
+        #: One-time keys in the last bundle published.
+        self._bundle_keys = 0
+        #: Set once our relay list and bundle were each accepted by a relay.
+        self._announced = asyncio.Event()
+        self._announce_generation = 0
+        self._last_list_at = 0
+        #: Per relay, what it said to our relay list and bundle ("" = accepted).
+        self._list_answers: dict[str, dict[str, str]] = {}
+        #: Contacts without devices, and when to look for their bundles again.
+        self._lookups = LookupSchedule()
         self._epoch_keys: frozenset[str] = frozenset()
         self._cursors_saved: dict[str, int] = {}
         #: Reactions, edits and deletions that arrived before their message, by target id
@@ -315,13 +334,18 @@ class Node:
         self._tasks.append(asyncio.create_task(self._inbox_worker(), name="node-inbox"))
         self._tasks.append(asyncio.create_task(self._outbox_worker(), name="node-outbox"))
         self._tasks.append(asyncio.create_task(self._ticker(), name="node-ticker"))
-        # Contacts find us by our bundle: publish it before saying we are up (bounded:
-        # unreachable relays only delay this, the announcer keeps retrying).
-        announce = asyncio.create_task(self._announce(), name="node-announce")
-        self._tasks.append(announce)
+        now = self._clock()
+        for contact in await self._db(self.store.contacts):
+            if contact.nip17_only and contact.state == "accepted":
+                self._lookups.watch(contact.pubkey, contact.created_at, now)
+        self._tasks.append(asyncio.create_task(self._lookup_worker(), name="node-lookups"))
+        # Contacts find us by our bundle: publish it before saying we are up, but wait
+        # only until one relay took each of our lists (a relay that does not answer
+        # must not hold the start back), at most the publish timeout.
+        self._tasks.append(asyncio.create_task(self._announce(), name="node-announce"))
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.publish_timeout):
-                await asyncio.shield(announce)
+            async with asyncio.timeout(self.config.publish_timeout + NIP11_TIMEOUT):
+                await self._announced.wait()
 
     async def close(self) -> None:
         """Stop reading and publishing; commit what is pending; close the store."""
@@ -458,22 +482,32 @@ class Node:
         return urls
 
     async def _announce(self) -> None:
-        """Publish our inbox relay list and a fresh device bundle (retrying until accepted)."""
+        """Publish our inbox relay list and a fresh device bundle to our relays, and
+        keep publishing the same two to relays that did not answer (a relay that
+        refused them keeps its warning until the next announcement)."""
+        self._announce_generation += 1
+        generation = self._announce_generation
+        urls = await self.own_relays()
+        if not urls:
+            self._announced.set()
+            return
+        lists = await self._make_lists(urls)
+        pending = set(urls)
         delay = RETRY_START
-        while True:
-            try:
-                if await self._publish_lists():
-                    return
-            except XChatError as exc:
-                log.warning("publishing the relay list and bundle failed: %s", exc)
+        while generation == self._announce_generation:
+            pending = await self._publish_lists(lists, sorted(pending))
+            if not pending:
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 
-    async def _publish_lists(self) -> bool:
-        now = int(self._clock())
-        urls = await self.own_relays()
-        if not urls:
-            return True
+    async def _make_lists(self, urls: list[str]) -> dict[str, Event]:
+        """Our relay list and a new bundle, sized to fit every inbox relay's limits
+        (NIP-11; ``DEFAULT_MAX_CONTENT`` for a relay that publishes none)."""
+        timeout = min(NIP11_TIMEOUT, self.config.publish_timeout)
+        limits = await asyncio.gather(*(self.pool.limits(url, timeout) for url in urls))
+        now = max(int(self._clock()), self._last_list_at + 1)  # replaces the last one
+        self._last_list_at = now
         relay_list = sign_event(
             self.identity.secret,
             kind=KIND_INBOX_RELAYS,
@@ -482,15 +516,65 @@ class Node:
             created_at=now,
             rng=self._rng,
         )
-        bundle = self.channel.device.bundle_event(now, self._rng, self.config.one_time_keys)
+        bundle = self.channel.device.bundle_event(
+            now,
+            self._rng,
+            self.config.one_time_keys,
+            max_content=min(limit.max_content for limit in limits),
+            max_message=min(limit.max_message for limit in limits),
+        )
         await self._commit(self._device_write())
         self._sessions_opened_since_bundle = 0
-        ok = True
-        for event in (relay_list, bundle):
-            results = await self.pool.publish(event, urls, self.config.publish_timeout)
-            if not any(isinstance(r, PublishResult) and r.accepted for r in results.values()):
-                ok = False
-        return ok
+        self._bundle_keys = len(DeviceBundle.from_event(bundle).one_time_keys)
+        return {"inbox relay list": relay_list, "device bundle": bundle}
+
+    async def _publish_lists(self, lists: dict[str, Event], urls: list[str]) -> set[str]:
+        """Publish ``lists`` to ``urls``, each over a one-shot connection; returns the
+        relays that did not answer. Sets ``_announced`` once each list was accepted by
+        some relay, and a relay's warning when it refuses one (``OK false``)."""
+        timeout = self.config.publish_timeout
+
+        async def one(what: str, url: str) -> tuple[str, str, PublishResult | None]:
+            try:
+                result = await self.pool.publish_one(url, lists[what], timeout, signed=True)
+            except RelayError:
+                return what, url, None
+            return what, url, result
+
+        unanswered: set[str] = set()
+        for job in asyncio.as_completed([one(what, url) for what in lists for url in urls]):
+            what, url, result = await job
+            if result is None:
+                unanswered.add(url)
+                continue
+            answers = self._list_answers.setdefault(url, {})
+            answers[what] = "" if result.accepted else (result.message or "refused")
+            self._show_list_warning(url)
+            accepted = {w for a in self._list_answers.values() for w, why in a.items() if not why}
+            if accepted >= set(lists):
+                self._announced.set()
+        return unanswered
+
+    def _show_list_warning(self, url: str) -> None:
+        answers = self._list_answers.get(url, {})
+        refused = [f"{what} ({why})" for what, why in sorted(answers.items()) if why]
+        warning = ""
+        if refused:
+            warning = "refused your " + " and ".join(refused)
+            if answers.get("device bundle"):
+                warning += ": contacts who look only there cannot find your keys"
+        self.pool.set_warning(url, warning)
+        if warning:
+            log.warning("a relay refused our bundle or relay list")
+            self._emit({"type": "warning", "relay": url, "warning": warning})
+
+    def _one_time_keys_used(self, count: int) -> None:
+        """``count`` sessions were opened from our bundle: once half of its one-time
+        keys are used, publish a new one (its keys replace them)."""
+        self._sessions_opened_since_bundle += count
+        if self._bundle_keys and self._sessions_opened_since_bundle * 2 >= self._bundle_keys:
+            self._sessions_opened_since_bundle = -self._bundle_keys  # one republish at a time
+            self._tasks.append(asyncio.create_task(self._announce()))
 
     # -- contacts --------------------------------------------------------------------
 
@@ -515,6 +599,7 @@ class Node:
                 if url not in contact.relays:
                     contact.relays.append(url)
         await self._commit(lambda store: store.upsert_contact(contact))
+        self._lookups.forget(pubkey)  # look now, and from now on as for a new contact
         await self.refresh_contact(pubkey)
         updated = await self._db(self.store.get_contact, pubkey)
         assert updated is not None
@@ -525,15 +610,18 @@ class Node:
 
     async def refresh_contact(self, pubkey: str) -> None:
         """Fetch a contact's inbox relays (kind 10050) and device bundles; open sessions
-        with devices we have none with. No bundle at all: the contact is NIP-17 only."""
+        with devices we have none with. No bundle at all: the contact is NIP-17 only
+        for now, and the lookup schedule (``lookups.py``) looks for one again; once one
+        is found, ``forward_secrecy`` goes out on the stream."""
         contact = await self._db(self.store.get_contact, pubkey)
         if contact is None:
             return
+        was_nip17 = contact.nip17_only
         urls = list(dict.fromkeys([*contact.relays, *await self.own_relays()]))
         events = await self.pool.query(
             [{"kinds": [KIND_INBOX_RELAYS, KIND_DEVICE_BUNDLE], "authors": [pubkey]}],
             urls,
-            timeout=self.config.publish_timeout,
+            timeout=min(_LOOKUP_TIMEOUT, self.config.publish_timeout),
         )
         now = int(self._clock())
         relays = _inbox_relays(events, pubkey) or list(contact.relays)
@@ -579,6 +667,44 @@ class Node:
         await self._commit(lambda store: [w(store) for w in writes])
         if opened:
             self.pool.keys_changed()
+        self._looked_up(contact, was_nip17)
+
+    def _looked_up(self, contact: ContactRow, was_nip17: bool) -> None:
+        """After a lookup: stop or go on looking for their bundle; tell of an upgrade."""
+        pubkey = contact.pubkey
+        if not contact.nip17_only or contact.state != "accepted":
+            self._lookups.forget(pubkey)
+            if was_nip17 and not contact.nip17_only:
+                self._emit_forward_secrecy(contact)
+        elif pubkey in self._lookups:
+            self._lookups.checked(pubkey, self._clock())
+        else:
+            self._lookups.watch(pubkey, self._clock(), self._clock())
+
+    def _emit_forward_secrecy(self, contact: ContactRow) -> None:
+        """A contact's conversation became forward-secret (a bundle of theirs was found,
+        or an Olm message came from them): tell the stream."""
+        view = self.contact_view(contact)
+        self._emit({"type": "forward_secrecy", "pubkey": contact.pubkey, "contact": view})
+        self._emit({"type": "contact", "contact": view})
+
+    async def _lookup_worker(self) -> None:
+        """Look for the bundles of contacts who have none, on the lookup schedule."""
+        while True:
+            await asyncio.sleep(_TICK)
+            due = self._lookups.due(self._clock())
+            for i in range(0, len(due), _LOOKUPS_AT_ONCE):
+                batch = due[i : i + _LOOKUPS_AT_ONCE]
+                for pubkey in batch:
+                    self._lookups.checked(pubkey, self._clock())  # no second one meanwhile
+                results = await asyncio.gather(
+                    *(self.refresh_contact(pubkey) for pubkey in batch), return_exceptions=True
+                )
+                for result in results:
+                    if isinstance(result, asyncio.CancelledError):
+                        raise result
+                    if isinstance(result, Exception):
+                        log.warning("looking up a contact failed: %s", type(result).__name__)
 
     async def set_contact(
         self, pubkey: str, *, name: str | None = None, state: str | None = None
@@ -615,7 +741,7 @@ class Node:
                 cached = (devices, self.channel.safety_number(key)[0])
                 self._numbers[contact.pubkey] = cached
             current = cached[1]
-        return contact_json(contact, current)
+        return contact_json(contact, current, self._lookups.next_at(contact.pubkey))
 
     async def safety_number(self, pubkey: str) -> dict[str, Any]:
         contact = await self._db(self.store.get_contact, pubkey)
@@ -767,7 +893,7 @@ class Node:
         now = int(self._clock())
         targets = await self._targets(contact)
         forward_secret = not contact.nip17_only
-        if contact.nip17_only and now - contact.bundle_checked_at > _RECHECK_BUNDLES:
+        if contact.nip17_only and now - contact.bundle_checked_at > _RECHECK_ON_SEND:
             # they may have started X Chat since: later messages become forward-secret
             contact.bundle_checked_at = now
             self._tasks.append(asyncio.create_task(self.refresh_contact(contact.pubkey)))
@@ -1115,10 +1241,8 @@ class Node:
                 if contact is not None:
                     self._emit({"type": "contact", "contact": self.contact_view(contact)})
         if len(self.channel.sessions()) != keys_before:
-            self._sessions_opened_since_bundle += len(self.channel.sessions()) - keys_before
+            self._one_time_keys_used(len(self.channel.sessions()) - keys_before)
             self.pool.keys_changed()
-            if self._sessions_opened_since_bundle * 2 >= self.config.one_time_keys:
-                self._tasks.append(asyncio.create_task(self._announce()))
         for pubkey, targets in receipts.items():
             self._queue_delivered(pubkey, targets)
 
@@ -1325,11 +1449,13 @@ class Node:
             "device": self.channel.device.certificate.device_id,
             "uptime": round(self._clock() - self.started_at, 1),
             "relays": [h.to_json() for h in self.pool.health()],
+            "warnings": [f"{h.url} {h.warning}" for h in self.pool.health() if h.warning],
             "embedded_relay": self.embedded_relay,
             "outbox_pending": waiting,
             "sessions": len(self.channel.sessions()),
             "received": self.stats.received,
             "rejected": self.stats.rejected,
+            "rejected_by_reason": dict(sorted(self.stats.rejected_by_error.items())),
             "duplicates": self.stats.duplicates,
             "sent": self.stats.sent,
             "failed": self.stats.failed,
@@ -1462,9 +1588,12 @@ def _device_upsert(row: DeviceRow) -> Callable[[NodeStore], bool]:
     return lambda store: store.upsert_device(row)
 
 
-def contact_json(contact: ContactRow, current_number: str | None = None) -> dict[str, Any]:
+def contact_json(
+    contact: ContactRow, current_number: str | None = None, next_lookup: float | None = None
+) -> dict[str, Any]:
     """The API's view of a contact (docs/api.md). ``current_number`` is today's safety
-    number with them, needed only if they were verified (see Node.contact_view)."""
+    number with them, needed only if they were verified (see Node.contact_view);
+    ``next_lookup`` when the node looks for their bundle again, if it does."""
     card = ContactCard.create(PublicKey.from_hex(contact.pubkey), tuple(contact.relays[:3]))
     return {
         "pubkey": contact.pubkey,
@@ -1474,6 +1603,10 @@ def contact_json(contact: ContactRow, current_number: str | None = None) -> dict
         "state": contact.state,
         "relays": contact.relays,
         "forward_secret": not contact.nip17_only,
+        # why not: no device bundle (X Chat keys) of theirs found, so far
+        "not_forward_secret_reason": "no_keys" if contact.nip17_only else None,
+        "keys_checked_at": contact.bundle_checked_at or None,
+        "next_keys_check_at": None if next_lookup is None else int(next_lookup),
         "verified": contact.verified is not None and contact.verified == current_number,
         "verification_changed": contact.verified is not None
         and current_number is not None

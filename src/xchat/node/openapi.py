@@ -108,7 +108,7 @@ _SCHEMAS: dict[str, Any] = {
             "conversation": _HEX64,
             "outgoing": _BOOL,
             "sender": _HEX64,
-            "type": {"enum": ["text", "reply"]},
+            "type": {"enum": ["text", "reply", "file"]},
             "body": _STR,
             "sent_at": _INT,
             "received_at": _INT,
@@ -120,6 +120,7 @@ _SCHEMAS: dict[str, Any] = {
             "deleted": _BOOL,
             "reactions": {"type": "object", "additionalProperties": _STR},
             "seq": _INT,
+            "note": _NULLABLE_STR,
         }
     ),
     "Conversation": _obj(

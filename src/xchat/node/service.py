@@ -69,6 +69,7 @@ from xchat.core.message import (
     decode_app_message,
     new_message_id,
 )
+from xchat.core.nip17 import FILE_NOTE
 from xchat.core.session import Session
 from xchat.crypto.kdf import derive_key
 from xchat.crypto.keys import PublicKey, Rng, SecretKey
@@ -218,6 +219,8 @@ def message_json(row: MessageRow) -> dict[str, Any]:
         "deleted": row.deleted,
         "reactions": row.reactions or {},
         "seq": row.seq,
+        # a file from another app: shown as a message that says so
+        "note": FILE_NOTE if row.type == "file" else None,
     }
 
 
@@ -897,7 +900,8 @@ class Node:
             # they may have started X Chat since: later messages become forward-secret
             contact.bundle_checked_at = now
             self._tasks.append(asyncio.create_task(self.refresh_contact(contact.pubkey)))
-        row_id, outbox, writes = self._seal(contact, message, targets, now)
+        own = await self.own_relays() if contact.nip17_only else []
+        row_id, outbox, writes = self._seal(contact, message, targets, now, own=own)
         if not outbox:  # no device known yet: sealed later, once a bundle is found
             unsealed = _outbox_row(row_id, contact.pubkey, None, targets, now)
             unsealed.event = orjson.dumps({"pending": True, "message": _encode(message)}).decode()
@@ -945,17 +949,25 @@ class Node:
         targets: list[str],
         now: int,
         row_id: str | None = None,
+        own: list[str] | None = None,
     ) -> tuple[str, list[OutboxRow], list[Callable[[NodeStore], Any]]]:
         """Seal ``message`` for every device of ``contact`` (or as NIP-17): the id its row
         is stored under (``row_id`` if the row exists already; else the message's, or for
         NIP-17 its rumor's), one pending outbox row per envelope, and the session writes
-        to commit with them. No rows: no device of the contact is known."""
+        to commit with them. No rows: no device of the contact is known.
+
+        NIP-17 also wraps a copy to ourselves (NIP-17: so that our other clients see
+        what we sent), published to ``own`` (our relays) as an outbox row of its own
+        (message id ``<id>:self``), so that the message's state does not wait for it."""
         if contact.nip17_only:
-            rumor, to_peer, _to_self = self.channel.seal_nip17(
+            rumor, to_peer, to_self = self.channel.seal_nip17(
                 PublicKey.from_hex(contact.pubkey), message, now, self._rng
             )
             row_id = row_id or rumor.id
-            return row_id, [_outbox_row(row_id, contact.pubkey, to_peer, targets, now)], []
+            wraps = [_outbox_row(row_id, contact.pubkey, to_peer, targets, now)]
+            if own:
+                wraps.append(_outbox_row(f"{row_id}:self", self.pubkey, to_self, own, now))
+            return row_id, wraps, []
         row_id = row_id or message.id
         rows: list[OutboxRow] = []
         writes: list[Callable[[NodeStore], Any]] = []
@@ -1120,7 +1132,10 @@ class Node:
             elif contact is not None:
                 targets = await self._targets(contact)
                 now = int(self._clock())
-                _, rows, writes = self._seal(contact, message, targets, now, item.message_id)
+                own = await self.own_relays()
+                _, rows, writes = self._seal(
+                    contact, message, targets, now, item.message_id, own=own
+                )
             if not rows and failure is None:
                 item.attempts += 1
                 item.last_error = "no device of this contact found on their relays yet"
@@ -1275,8 +1290,9 @@ class Node:
             store.mark_seen(incoming.wrap_id, now)
             self.stats.received += 1
             sender = incoming.sender.hex
-            if sender == self.pubkey:
-                continue  # our own NIP-17 copy: multi-device sync is not implemented
+            if sender == self.pubkey:  # a NIP-17 copy of a message we wrote
+                out.extend(self._apply_own_copy(store, incoming, now))
+                continue
             contact = store.get_contact(sender)
             if contact is None:
                 contact = ContactRow(
@@ -1287,6 +1303,10 @@ class Node:
             elif incoming.forward_secret and contact.nip17_only:
                 contact.nip17_only = False
                 store.upsert_contact(contact)
+                view = contact_json(contact)
+                out.append(
+                    ("event", {"type": "forward_secrecy", "pubkey": sender, "contact": view})
+                )
             if incoming.device is not None:
                 cert = incoming.device
                 new = store.upsert_device(
@@ -1308,6 +1328,42 @@ class Node:
             if contact.state == "blocked":
                 continue
             out.extend(self._apply_message(store, contact, incoming))
+        return out
+
+    def _apply_own_copy(
+        self, store: NodeStore, incoming: Incoming, now: int
+    ) -> list[tuple[str, Any]]:
+        """A NIP-17 copy of a message we wrote: ours (already stored, by its rumor id)
+        or one written with our key in another client, filed as an outgoing message of
+        the conversation with its recipient. Only texts and replies: effects of other
+        clients on our side are not applied yet (multi-device sync comes later)."""
+        message = incoming.message
+        peer = incoming.peer
+        if not isinstance(message, Text | Reply) or peer in ("", self.pubkey):
+            return []
+        if store.get_message(message.id) is not None:
+            return []  # our own copy
+        contact = store.get_contact(peer)
+        out: list[tuple[str, Any]] = []
+        if contact is None:  # we wrote to them from another app: they are a contact
+            contact = ContactRow(peer, None, "accepted", [], now, nip17_only=True)
+            store.upsert_contact(contact)
+            out.append(("event", {"type": "contact", "contact": contact_json(contact)}))
+        row = MessageRow(
+            id=message.id,
+            conversation=peer,
+            outgoing=True,
+            sender=self.pubkey,
+            type=message.type,
+            body=message.body,
+            sent_at=message.sent_at,
+            received_at=_now_ms(),
+            state="sent",
+            forward_secret=False,
+            reply_to=message.reply_to if isinstance(message, Reply) else None,
+        )
+        if store.insert_message(row):
+            out.append(("event", {"type": "message", "message": message_json(row)}))
         return out
 
     def _apply_message(

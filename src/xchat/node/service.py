@@ -54,7 +54,7 @@ import orjson
 
 from xchat.core.channel import MAX_LOOKBACK, Channel, Incoming
 from xchat.core.device import KIND_DEVICE_BUNDLE, DeviceBundle, LocalDevice
-from xchat.core.events import sign_event, verify_event
+from xchat.core.events import verify_event
 from xchat.core.identity import ContactCard
 from xchat.core.mailbox import EPOCH_SECONDS, LIVE_LOOKBACK
 from xchat.core.message import (
@@ -82,10 +82,11 @@ from xchat.errors import (
     XChatError,
 )
 from xchat.home import Home, Unlocked
+from xchat.node.announce import KIND_INBOX_RELAYS, Announcer
 from xchat.node.lookups import LookupSchedule
 from xchat.node.oneshot import NIP11_TIMEOUT
 from xchat.node.pool import RESYNC_INTERVAL, RelayPool
-from xchat.node.relay_client import PublishResult, RelayError, reap
+from xchat.node.relay_client import PublishResult, reap
 from xchat.store.node import (
     ContactRow,
     ConversationRow,
@@ -112,7 +113,6 @@ log = logging.getLogger("xchat.node")
 
 T = TypeVar("T")
 
-KIND_INBOX_RELAYS: Final = 10050
 #: Publishing attempts before an envelope (and its message) is marked failed.
 MAX_ATTEMPTS: Final = 12
 RETRY_START: Final = 1.0
@@ -258,15 +258,7 @@ class Node:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._wake_outbox = asyncio.Event()
         self._last_sent_at = 0
-        self._sessions_opened_since_bundle = 0
-        #: One-time keys in the last bundle published.
-        self._bundle_keys = 0
-        #: Set once our relay list and bundle were each accepted by a relay.
-        self._announced = asyncio.Event()
-        self._announce_generation = 0
-        self._last_list_at = 0
-        #: Per relay, what it said to our relay list and bundle ("" = accepted).
-        self._list_answers: dict[str, dict[str, str]] = {}
+        self._announcer: Announcer  # set by start()
         #: Contacts without devices, and when to look for their bundles again.
         self._lookups = LookupSchedule()
         self._epoch_keys: frozenset[str] = frozenset()
@@ -332,6 +324,18 @@ class Node:
             resync_interval=self.config.resync_interval,
         )
         self.pool.on_health_change = lambda h: self._emit({"type": "relay", "relay": h.to_json()})
+        self._announcer = Announcer(
+            self.pool,
+            self.identity.secret,
+            lambda: self.channel.device,
+            self._save_device,
+            self.own_relays,
+            self._emit,
+            publish_timeout=self.config.publish_timeout,
+            one_time_keys=self.config.one_time_keys,
+            rng=self._rng,
+            clock=self._clock,
+        )
         self._epoch_keys = frozenset(self._receive_keys())
         await self.pool.start(urls)
         self._tasks.append(asyncio.create_task(self._inbox_worker(), name="node-inbox"))
@@ -348,7 +352,7 @@ class Node:
         self._tasks.append(asyncio.create_task(self._announce(), name="node-announce"))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.publish_timeout + NIP11_TIMEOUT):
-                await self._announced.wait()
+                await self._announcer.announced.wait()
 
     async def close(self) -> None:
         """Stop reading and publishing; commit what is pending; close the store."""
@@ -377,6 +381,9 @@ class Node:
             "device_record", device.to_record(self._storage_key, self._rng).hex()
         )
         return device
+
+    async def _save_device(self) -> None:
+        await self._commit(self._device_write())
 
     def _device_write(self) -> Callable[[NodeStore], None]:
         """A write of the device's current state (its one-time keys change)."""
@@ -485,98 +492,10 @@ class Node:
         return urls
 
     async def _announce(self) -> None:
-        """Publish our inbox relay list and a fresh device bundle to our relays, and
-        keep publishing the same two to relays that did not answer (a relay that
-        refused them keeps its warning until the next announcement)."""
-        self._announce_generation += 1
-        generation = self._announce_generation
-        urls = await self.own_relays()
-        if not urls:
-            self._announced.set()
-            return
-        lists = await self._make_lists(urls)
-        pending = set(urls)
-        delay = RETRY_START
-        while generation == self._announce_generation:
-            pending = await self._publish_lists(lists, sorted(pending))
-            if not pending:
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
-
-    async def _make_lists(self, urls: list[str]) -> dict[str, Event]:
-        """Our relay list and a new bundle, sized to fit every inbox relay's limits
-        (NIP-11; ``DEFAULT_MAX_CONTENT`` for a relay that publishes none)."""
-        timeout = min(NIP11_TIMEOUT, self.config.publish_timeout)
-        limits = await asyncio.gather(*(self.pool.limits(url, timeout) for url in urls))
-        now = max(int(self._clock()), self._last_list_at + 1)  # replaces the last one
-        self._last_list_at = now
-        relay_list = sign_event(
-            self.identity.secret,
-            kind=KIND_INBOX_RELAYS,
-            tags=[["relay", url] for url in urls],
-            content="",
-            created_at=now,
-            rng=self._rng,
-        )
-        bundle = self.channel.device.bundle_event(
-            now,
-            self._rng,
-            self.config.one_time_keys,
-            max_content=min(limit.max_content for limit in limits),
-            max_message=min(limit.max_message for limit in limits),
-        )
-        await self._commit(self._device_write())
-        self._sessions_opened_since_bundle = 0
-        self._bundle_keys = len(DeviceBundle.from_event(bundle).one_time_keys)
-        return {"inbox relay list": relay_list, "device bundle": bundle}
-
-    async def _publish_lists(self, lists: dict[str, Event], urls: list[str]) -> set[str]:
-        """Publish ``lists`` to ``urls``, each over a one-shot connection; returns the
-        relays that did not answer. Sets ``_announced`` once each list was accepted by
-        some relay, and a relay's warning when it refuses one (``OK false``)."""
-        timeout = self.config.publish_timeout
-
-        async def one(what: str, url: str) -> tuple[str, str, PublishResult | None]:
-            try:
-                result = await self.pool.publish_one(url, lists[what], timeout, signed=True)
-            except RelayError:
-                return what, url, None
-            return what, url, result
-
-        unanswered: set[str] = set()
-        for job in asyncio.as_completed([one(what, url) for what in lists for url in urls]):
-            what, url, result = await job
-            if result is None:
-                unanswered.add(url)
-                continue
-            answers = self._list_answers.setdefault(url, {})
-            answers[what] = "" if result.accepted else (result.message or "refused")
-            self._show_list_warning(url)
-            accepted = {w for a in self._list_answers.values() for w, why in a.items() if not why}
-            if accepted >= set(lists):
-                self._announced.set()
-        return unanswered
-
-    def _show_list_warning(self, url: str) -> None:
-        answers = self._list_answers.get(url, {})
-        refused = [f"{what} ({why})" for what, why in sorted(answers.items()) if why]
-        warning = ""
-        if refused:
-            warning = "refused your " + " and ".join(refused)
-            if answers.get("device bundle"):
-                warning += ": contacts who look only there cannot find your keys"
-        self.pool.set_warning(url, warning)
-        if warning:
-            log.warning("a relay refused our bundle or relay list")
-            self._emit({"type": "warning", "relay": url, "warning": warning})
+        await self._announcer.announce()
 
     def _one_time_keys_used(self, count: int) -> None:
-        """``count`` sessions were opened from our bundle: once half of its one-time
-        keys are used, publish a new one (its keys replace them)."""
-        self._sessions_opened_since_bundle += count
-        if self._bundle_keys and self._sessions_opened_since_bundle * 2 >= self._bundle_keys:
-            self._sessions_opened_since_bundle = -self._bundle_keys  # one republish at a time
+        if self._announcer.keys_used(count):
             self._tasks.append(asyncio.create_task(self._announce()))
 
     # -- contacts --------------------------------------------------------------------

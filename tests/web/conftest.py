@@ -17,12 +17,20 @@ from typing import Any
 
 import pytest
 
-from tests.node.conftest import relays
+from tests.node.conftest import faulty_relays, relays
 from tests.node.nodes import PASSPHRASE, NodeProcess
 from xchat.core.identity import Identity
 from xchat.home import Home
 
-__all__ = ["ARTIFACTS", "PASSPHRASE", "WebNode", "browser", "relays", "web_nodes"]
+__all__ = [
+    "ARTIFACTS",
+    "PASSPHRASE",
+    "WebNode",
+    "browser",
+    "faulty_relays",
+    "relays",
+    "web_nodes",
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect
 
+from tests.node.faulty_relay import FaultyRelay
 from tests.node.nodes import PASSPHRASE, wait_for
 from tests.relay.conftest import RelayProcess
 from tests.web.conftest import ARTIFACTS, TIMEOUT_MS, WebNode
@@ -645,3 +646,25 @@ def test_the_conversation_shows_whether_it_is_forward_secret_and_why_not(
         what="the second message forward-secret",
     )
     assert alice.errors == []
+
+
+def test_a_relay_that_refuses_our_keys_is_a_banner(
+    browser: Browser,
+    relays: Callable[..., RelayProcess],
+    faulty_relays: Callable[..., FaultyRelay],
+    web_nodes: Callable[..., WebNode],
+) -> None:
+    # content over 2000 bytes refused, and the limit hidden (no NIP-11 through the proxy)
+    small = faulty_relays(relays("[limits]\nmax_content_bytes = 2000\n").url)
+    node = web_nodes(small.url, "alice")
+    node.setup()
+    wait_for(lambda: node.status()["warnings"], what="the node's warning")
+    user = open_app(browser, node)
+    banner = user.page.locator(".banner-relay-warning")
+    expect(banner).to_contain_text("A relay refused your keys")
+    expect(banner).to_contain_text("device bundle")
+    banner.get_by_role("button", name="Relays").click()
+    dialog = user.page.get_by_role("dialog", name="Settings")
+    expect(dialog.get_by_role("list", name="Relays")).to_contain_text("Warning: refused your")
+    user.shot("relay-refused-keys")
+    assert user.errors == []

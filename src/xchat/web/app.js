@@ -241,6 +241,7 @@ async function startMain() {
     if (search) search.focus({ preventScroll: true });
   }
   updateRelayBanner();
+  updateWarningBanner();
 }
 
 /** After a reconnect: read the current state again (the stream has no replay). */

@@ -528,3 +528,57 @@ def test_open_batch_reports_bad_envelopes_beside_good_ones(
     results = bob.open_batch([stranger, good], now, os.urandom)
     assert isinstance(results[0][1], DecryptionError)
     assert isinstance(results[1][1], Incoming)
+
+
+def _nip17_from(
+    sender: Channel, to: Channel, kind: int, tags: list[list[str]], content: str, now: int
+) -> Event:
+    from xchat.core.nip17 import wrap_rumor
+    from xchat.wire.event import Rumor
+
+    rumor = Rumor.create(sender.identity.hex, now, kind, tags, content)
+    return wrap_rumor(
+        sender.device.identity, to.identity, rumor, now, os.urandom, nip44.ConversationKeyCache()
+    )
+
+
+def test_nip17_copies_name_the_peer_and_group_messages_are_refused(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    from xchat.core.nip17 import GroupMessage
+
+    _, to_bob, to_self = alice.seal_nip17(bob.identity, text("hola", now), now, os.urandom)
+    assert bob.open(relay_copy(to_bob), now, os.urandom).peer == alice.identity.hex
+    # our own copy belongs to the conversation with its recipient
+    assert alice.open(relay_copy(to_self), now, os.urandom).peer == bob.identity.hex
+    carol = make_device("carol", now).identity.public_key.hex
+    group = [["p", bob.identity.hex], ["p", carol]]
+    with pytest.raises(GroupMessage):
+        bob.open(relay_copy(_nip17_from(alice, bob, 14, group, "hi all", now)), now, os.urandom)
+    # a group message is a DecodeError: callers that count errors by class see its name
+    assert issubclass(GroupMessage, DecodeError)
+    elsewhere = [["p", carol]]
+    with pytest.raises(DecodeError):
+        bob.open(
+            relay_copy(_nip17_from(alice, bob, 14, elsewhere, "not yours", now)), now, os.urandom
+        )
+
+
+def test_a_nip17_file_message_is_a_text_that_says_so(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    from xchat.core.nip17 import FileNotice
+
+    tags = [["p", bob.identity.hex], ["file-type", "image/png"], ["decryption-key", "00"]]
+    got = bob.open(
+        relay_copy(_nip17_from(alice, bob, 15, tags, "https://files.example/x", now)),
+        now,
+        os.urandom,
+    )
+    assert isinstance(got.message, FileNotice)
+    assert got.message.type == "file"
+    assert "image/png" in got.message.body
+    assert "https://" not in got.message.body  # the file is not fetched or linked
+    bad_type = [["p", bob.identity.hex], ["file-type", "\x1b[2J"]]
+    odd = bob.open(relay_copy(_nip17_from(alice, bob, 15, bad_type, "u", now)), now, os.urandom)
+    assert "\x1b" not in odd.message.body

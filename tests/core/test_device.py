@@ -169,3 +169,37 @@ def test_device_record_round_trip_and_wrong_key(now: int) -> None:
     assert device.account.curve25519.encode() not in record
     with pytest.raises(DecryptionError):
         LocalDevice.from_record(device.identity, record, os.urandom(32))
+
+
+@pytest.mark.parametrize("limit", [4096, 8196, 20_000])
+def test_a_bundle_fits_the_content_limit_it_is_given(now: int, limit: int) -> None:
+    device = make_device("alice", now)
+    event = device.bundle_event(now, os.urandom, 50, max_content=limit)
+    bundle = DeviceBundle.from_event(event)
+    assert len(event.content) <= limit
+    full = DeviceBundle.from_event(device.bundle_event(now, os.urandom, 50))
+    assert len(full.one_time_keys) == 50
+    if len(device.bundle_event(now, os.urandom, 50).content) > limit:
+        # as many keys as fit: one more would not
+        assert len(bundle.one_time_keys) < 50
+        assert len(event.content) + 163 > limit  # an entry is 163 characters
+    assert bundle.fallback_key is not None
+
+
+def test_a_bundle_fits_the_message_limit_and_keeps_its_fallback_key(now: int) -> None:
+    device = make_device("alice", now)
+    event = device.bundle_event(now, os.urandom, 50, max_message=3000)
+    assert len(b'["EVENT",' + event.to_json() + b"]") <= 3000
+    assert DeviceBundle.from_event(event).one_time_keys
+    tiny = DeviceBundle.from_event(device.bundle_event(now, os.urandom, 50, max_content=100))
+    assert tiny.one_time_keys == {}
+    assert tiny.fallback_key is not None  # a session can still be opened
+
+
+def test_a_default_bundle_is_under_4096_characters(now: int) -> None:
+    from xchat.node.oneshot import DEFAULT_MAX_CONTENT
+
+    device = make_device("alice", now)
+    event = device.bundle_event(now, os.urandom, 50, max_content=DEFAULT_MAX_CONTENT)
+    assert len(event.content) < 4096
+    assert len(DeviceBundle.from_event(event).one_time_keys) >= 15

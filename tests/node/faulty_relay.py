@@ -11,6 +11,10 @@ Run it as its own process (so that node processes can use it too)::
 The first line on stdout is ``faulty relay listening on ws://HOST:PORT``. It serves
 until SIGTERM or SIGINT. ``GET /stats`` returns its counters as JSON (among them
 ``events_from_authenticated``: EVENTs sent on a connection that had sent an AUTH).
+``GET /connections`` returns what each client connection carried, as a relay sees it:
+a list (in order of connection) of ``{"number", "open", "events": [[kind, pubkey],
+…], "auths": [pubkey, …], "req_authors": [pubkey, …]}``: the kind and author of every
+EVENT the client sent, the keys it authenticated as, and the ``authors`` of its REQs.
 
 Per client connection it opens one upstream connection and forwards every message both
 ways, except:
@@ -115,6 +119,8 @@ class _Link:
     held: list[_Held] = field(default_factory=list)
     to_client: asyncio.Queue[tuple[float, str]] = field(default_factory=asyncio.Queue)
     to_upstream: asyncio.Queue[tuple[float, str]] = field(default_factory=asyncio.Queue)
+    #: What the client sent, for ``GET /connections``.
+    record: dict[str, Any] = field(default_factory=dict)
 
     # -- relay -> client ----------------------------------------------------------------
 
@@ -183,9 +189,23 @@ class _Link:
 
     # -- client -> relay ----------------------------------------------------------------
 
+    def _record(self, msg: list[Any]) -> None:
+        verb, body = msg[0], msg[1] if len(msg) >= 2 else None
+        if verb in ("EVENT", "AUTH") and isinstance(body, dict):
+            if verb == "EVENT":
+                self.record["events"].append([body.get("kind"), body.get("pubkey")])
+            else:
+                self.record["auths"].append(body.get("pubkey"))
+        elif verb == "REQ":
+            for f in msg[2:]:
+                if isinstance(f, dict) and isinstance(f.get("authors"), list):
+                    self.record["req_authors"].extend(f["authors"])
+
     def from_client(self, text: str) -> None:
         msg = _load(text)
         verb = msg[0] if msg else None
+        if msg:
+            self._record(msg)
         if verb in ("REQ", "CLOSE") and len(msg) >= 2:
             self.live.discard(str(msg[1]))  # a new REQ starts with stored events again
         elif verb == "EVENT":
@@ -232,6 +252,8 @@ class FaultyProxy:
         self.app = web.Application()
         self.app.router.add_get("/", self._websocket)
         self.app.router.add_get("/stats", self._stats)
+        self.app.router.add_get("/connections", self._connections)
+        self.records: list[dict[str, Any]] = []
         self._session: aiohttp.ClientSession | None = None
 
     async def _stats(self, request: web.Request) -> web.Response:
@@ -239,12 +261,17 @@ class FaultyProxy:
         stats["held_now"] = sum(len(link.held) for link in self.links)
         return web.json_response(stats)
 
+    async def _connections(self, request: web.Request) -> web.Response:
+        return web.json_response(self.records)
+
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         client = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024, autoping=True)
         await client.prepare(request)
         number = self.stats["connections"]
         self.stats["connections"] += 1
         link = _Link(self.faults, random.Random(f"{self.faults.seed}/{number}"), self.stats, client)
+        link.record = {"number": number, "open": True, "events": [], "auths": [], "req_authors": []}
+        self.records.append(link.record)
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:
@@ -253,6 +280,7 @@ class FaultyProxy:
             )
         except (aiohttp.ClientError, OSError):
             self.stats["upstream_failures"] += 1
+            link.record["open"] = False
             await client.close(code=1011, message=b"upstream unreachable")
             return client
         self.links.add(link)
@@ -272,6 +300,7 @@ class FaultyProxy:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self.links.discard(link)
+            link.record["open"] = False
             await link.upstream.close()
             await client.close()
         return client
@@ -408,6 +437,12 @@ class FaultyRelay:
     def stats(self) -> dict[str, int]:
         with urllib.request.urlopen(self.http_url + "/stats", timeout=10) as response:
             data: dict[str, int] = json.loads(response.read())
+        return data
+
+    def connections(self) -> list[dict[str, Any]]:
+        """What each client connection carried (see ``GET /connections``)."""
+        with urllib.request.urlopen(self.http_url + "/connections", timeout=10) as response:
+            data: list[dict[str, Any]] = json.loads(response.read())
         return data
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:

@@ -162,6 +162,59 @@ class NodeProcess:
         return client.url.replace("http://", "ws://") + "/api/stream?" + query
 
 
+class StreamRecorder:
+    """A node's API stream (``/api/stream``), read in a thread: ``events`` holds every
+    object received, in order. Use as a context manager; it is connected on entry."""
+
+    def __init__(self, node: NodeProcess) -> None:
+        self.url = node.stream_url()
+        self.events: list[dict[str, Any]] = []
+        self._ready = threading.Event()
+        self._loop: Any = None
+        self._stop: Any = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StreamRecorder:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the stream did not connect")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in list(self.events) if e.get("type") == kind]
+
+    def _run(self) -> None:
+        import asyncio
+
+        import aiohttp
+        import orjson
+
+        async def read() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            async with aiohttp.ClientSession() as session, session.ws_connect(self.url) as ws:
+                self._ready.set()
+                stopping = asyncio.create_task(self._stop.wait())
+                while not self._stop.is_set():
+                    receiving = asyncio.create_task(ws.receive())
+                    await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    if not receiving.done():
+                        receiving.cancel()
+                        break
+                    msg = receiving.result()
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    self.events.append(orjson.loads(msg.data))
+                stopping.cancel()
+
+        asyncio.run(read())
+
+
 def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after timeout."""
     deadline = time.monotonic() + timeout

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import nostr_sdk as sdk
 import pytest
 
-from tests.node.nodes import NodeProcess, make_home, wait_for
+from tests.node.nodes import PASSPHRASE, NodeProcess, make_home, wait_for
 from tests.relay.conftest import RelayProcess
 from tests.sdk_client import SdkListener
 
@@ -258,10 +258,11 @@ class NostrUser(SdkListener):
 
 
 @contextlib.asynccontextmanager
-async def nostr_user(url: str) -> AsyncIterator[NostrUser]:
+async def nostr_user(url: str, keys: sdk.Keys | None = None) -> AsyncIterator[NostrUser]:
     """A nostr-sdk user on our relay, authenticated (NIP-42) by nostr-sdk itself, with
-    gossip (NIP-17 inbox relays looked up by the client; loopback relays allowed)."""
-    keys = sdk.Keys.generate()
+    gossip (NIP-17 inbox relays looked up by the client; loopback relays allowed).
+    ``keys``: its own by default (the node's: another app of the same person)."""
+    keys = keys or sdk.Keys.generate()
     # Gossip first tries a negentropy sync (NIP-77), which our relay does not speak: it
     # answers NEG-OPEN with NEG-ERR, and nostr-sdk falls back to a REQ at once (with a
     # NOTICE it waited for its 10 s sync timeout, which this test then had to shorten).
@@ -408,6 +409,104 @@ def test_nostr_sdk_user_writes_first_and_becomes_a_message_request(
                 ("hello from rust-nostr ✓", False),
                 ("welcome, rust-nostr", True),
             ]
+
+    run(scenario())
+    assert node.stop() == 0
+
+
+def test_files_group_messages_and_copies_to_ourselves_from_other_clients(
+    nodes: StartNode, relays: Callable[..., RelayProcess]
+) -> None:
+    """A file message (kind 15) shows with a note; a group message is kept out of the
+    one-to-one conversation (counted); what the node sends to a NIP-17 contact is also
+    wrapped to itself, and a copy written with the same key in another app is filed
+    as an outgoing message of the conversation."""
+    relay = relays()
+    node = nodes((relay.url,))
+    node_keys = sdk.Keys.parse(node.home.unlock(PASSPHRASE).identity.secret.to_bytes().hex())
+    node_pk = sdk.PublicKey.parse(node.pubkey)
+    carol = sdk.Keys.generate()
+
+    async def scenario() -> None:
+        async with nostr_user(relay.url) as them, nostr_user(relay.url, node_keys) as other_app:
+            await publish_inbox_relays(them, [relay.url])
+            await them.read_wraps()
+            await other_app.read_wraps()
+            await api(node.call, "POST", "/api/contacts", {"address": them.npub})
+            them_pk = sdk.PublicKey.parse(them.pubkey)
+
+            # a file message from their app
+            tags = [
+                sdk.Tag.parse(["p", node.pubkey]),
+                sdk.Tag.parse(["file-type", "image/jpeg"]),
+                sdk.Tag.parse(["encryption-algorithm", "aes-gcm"]),
+            ]
+            rumor = (
+                sdk.EventBuilder(sdk.Kind(15), "https://files.example/abc")
+                .tags(tags)
+                .finalize_unsigned(them.keys.public_key())
+            )
+            await them.publish(sdk.nip59_make_gift_wrap(them.keys, node_pk, rumor))
+            rows = await api(
+                wait_for, lambda: node.messages(them.pubkey), DEADLINE, "the file message"
+            )
+            assert [(m["type"], m["note"], m["outgoing"]) for m in rows] == [
+                ("file", "files from other apps are not supported yet", False)
+            ]
+            assert "image/jpeg" in rows[0]["body"]
+
+            # a group message to the node and carol: never in the one-to-one chat
+            group = sdk.nip17_make_private_msg(
+                them.keys,
+                node_pk,
+                "hello group",
+                rumor_extra_tags=[sdk.Tag.parse(["p", carol.public_key().to_hex()])],
+            )
+            await them.publish(group)
+            await api(
+                wait_for,
+                lambda: node.status()["rejected_by_reason"].get("GroupMessage") == 1,
+                DEADLINE,
+                "the group message counted",
+            )
+            assert [m["body"] for m in await api(node.messages, them.pubkey)] == [rows[0]["body"]]
+            contacts = await api(node.call, "GET", "/api/contacts")
+            assert [c["pubkey"] for c in contacts] == [them.pubkey]
+
+            # the node's message to them is also wrapped to the node itself
+            sent = await api(node.send, them.pubkey, "hello from X Chat")
+            copy = await other_app.next_message()  # it reads all the node's mail:
+            while copy.rumor().author().to_hex() != node.pubkey:  # the file, the group
+                copy = await other_app.next_message()
+            assert copy.rumor().id().to_hex() == sent["id"]
+            assert copy.rumor().content() == "hello from X Chat"
+            p_tags = [t.to_vec() for t in copy.rumor().tags() if t.to_vec()[0] == "p"]
+            assert p_tags == [["p", them.pubkey]]
+            gift = await them.next_message()
+            assert gift.rumor().id().to_hex() == sent["id"]
+
+            # a message written in the other app, with its copy to ourselves
+            mine = (
+                sdk.EventBuilder(sdk.Kind(14), "written in another app")
+                .tags([sdk.Tag.parse(["p", them.pubkey])])
+                .finalize_unsigned(node_keys.public_key())
+            )
+            await other_app.publish(sdk.nip59_make_gift_wrap(node_keys, them_pk, mine))
+            await other_app.publish(sdk.nip59_make_gift_wrap(node_keys, node_pk, mine))
+            filed = await api(
+                wait_for,
+                lambda: [
+                    m for m in node.messages(them.pubkey) if m["body"] == "written in another app"
+                ],
+                DEADLINE,
+                "the other app's message filed",
+            )
+            assert [(m["outgoing"], m["sender"], m["state"]) for m in filed] == [
+                (True, node.pubkey, "sent")
+            ]
+            # our own copy of our own message is not a second message
+            texts = [m["body"] for m in await api(node.messages, them.pubkey)]
+            assert texts.count("hello from X Chat") == 1
 
     run(scenario())
     assert node.stop() == 0

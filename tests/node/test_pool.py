@@ -637,6 +637,7 @@ def test_health_reports_each_relay(relays: StartRelay) -> None:
                     "latency_ms",
                     "connected_since",
                     "next_retry_at",
+                    "warning",
                 }
             )
             await pool.remove_relay(closed)

@@ -17,12 +17,21 @@ from typing import Any
 
 import pytest
 
-from tests.node.conftest import relay_fronts, relays
+from tests.node.conftest import faulty_relays, relay_fronts, relays
 from tests.node.nodes import PASSPHRASE, NodeProcess
 from xchat.core.identity import Identity
 from xchat.home import Home
 
-__all__ = ["ARTIFACTS", "PASSPHRASE", "WebNode", "browser", "relay_fronts", "relays", "web_nodes"]
+__all__ = [
+    "ARTIFACTS",
+    "PASSPHRASE",
+    "WebNode",
+    "browser",
+    "faulty_relays",
+    "relay_fronts",
+    "relays",
+    "web_nodes",
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

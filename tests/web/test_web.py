@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect
 
+from tests.node.faulty_relay import FaultyRelay
 from tests.node.nodes import PASSPHRASE, wait_for
 from tests.relay.conftest import RelayProcess
 from tests.web.conftest import ARTIFACTS, TIMEOUT_MS, WebNode
-from xchat.core.identity import Identity
+from xchat.core.identity import ContactCard, Identity
 
 XSS = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
 
@@ -609,3 +610,61 @@ def test_a_contacts_new_device_is_a_clear_warning(
     expect(mark).to_have_text("Verified")
     expect(warning).to_have_count(0)
     assert alice.errors == []
+
+
+def test_the_conversation_shows_whether_it_is_forward_secret_and_why_not(
+    browser: Browser,
+    relays: Callable[..., RelayProcess],
+    web_nodes: Callable[..., WebNode],
+) -> None:
+    relay = relays().url
+    alice_node = web_nodes(relay, "alice")
+    alice_node.setup()
+    bob_node = web_nodes(relay, "bob")  # in setup: no identity yet, no keys published
+    bob = Identity.generate(os.urandom)
+    card = ContactCard.create(bob.public_key, (relay,)).nprofile
+    alice_node.call("POST", "/api/contacts", {"address": card, "name": "Bob"})
+    alice = open_app(browser, alice_node)
+    alice.open_chat("Bob")
+    badge = alice.page.locator("#forward-secrecy")
+    notice = alice.page.get_by_role("note")
+    expect(badge).to_have_text("Not forward-secret")
+    expect(notice).to_contain_text("Not forward-secret")
+    expect(notice).to_contain_text("Bob's app has not published its X Chat keys yet")
+    expect(notice).to_contain_text("X Chat keeps looking")
+    alice.send("before bob's keys")
+    alice.shot("chat-not-forward-secret")
+    bob_node.setup(bob.phrase)  # Bob's node starts and publishes its bundle
+    expect(badge).to_have_text("Forward-secret", timeout=90_000)
+    expect(notice).to_have_count(0)
+    expect(alice.page.get_by_text("is now forward-secret")).to_be_visible()
+    alice.send("after bob's keys")
+    wait_for(
+        lambda: (
+            [m["forward_secret"] for m in alice_node.messages(bob_node.pubkey)] == [False, True]
+        ),
+        what="the second message forward-secret",
+    )
+    assert alice.errors == []
+
+
+def test_a_relay_that_refuses_our_keys_is_a_banner(
+    browser: Browser,
+    relays: Callable[..., RelayProcess],
+    faulty_relays: Callable[..., FaultyRelay],
+    web_nodes: Callable[..., WebNode],
+) -> None:
+    # content over 2000 bytes refused, and the limit hidden (no NIP-11 through the proxy)
+    small = faulty_relays(relays("[limits]\nmax_content_length = 2000\n").url)
+    node = web_nodes(small.url, "alice")
+    node.setup()
+    wait_for(lambda: node.status()["warnings"], what="the node's warning")
+    user = open_app(browser, node)
+    banner = user.page.locator(".banner-relay-warning")
+    expect(banner).to_contain_text("A relay refused your keys")
+    expect(banner).to_contain_text("device bundle")
+    banner.get_by_role("button", name="Relays").click()
+    dialog = user.page.get_by_role("dialog", name="Settings")
+    expect(dialog.get_by_role("list", name="Relays")).to_contain_text("Warning: refused your")
+    user.shot("relay-refused-keys")
+    assert user.errors == []

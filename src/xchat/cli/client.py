@@ -109,10 +109,26 @@ def contact_label(contact: dict[str, Any]) -> str:
     return printable(name, multiline=False) + f" ({short})" if name else short
 
 
+def forward_secrecy_line(contact: dict[str, Any]) -> str:
+    """Whether the conversation is forward-secret, and why not, in one line."""
+    if contact["forward_secret"]:
+        return "Forward-secret (Olm): end-to-end encrypted, past messages stay safe."
+    name = printable(contact.get("name") or "", multiline=False) or "This contact"
+    why = (
+        f"Not forward-secret: {name}'s app has not published its X Chat keys yet"
+        " (or they use another Nostr app, plain NIP-17)"
+    )
+    if contact.get("next_keys_check_at"):
+        return why + "; X Chat keeps looking and switches to forward secrecy when they appear."
+    return why + "."
+
+
 def format_message(message: dict[str, Any], names: dict[str, str]) -> str:
     when = dt.datetime.fromtimestamp(message["sent_at"] / 1000).strftime("%Y-%m-%d %H:%M")
     who = "me" if message["outgoing"] else names.get(message["sender"], message["sender"][:12])
     body = "(deleted)" if message["deleted"] else printable(message["body"])
+    if message.get("note"):
+        body = f"{body} ({printable(message['note'], multiline=False)})".lstrip()
     body = body.replace("\n", "\n    ")
     extras = []
     if message["outgoing"]:
@@ -137,8 +153,7 @@ async def chat(client: NodeClient, contact: dict[str, Any], out: TextIO) -> int:
     names = {pubkey: contact_label(contact)}
     history = client.call("GET", f"/api/conversations/{pubkey}/messages?limit=50")
     out.write(f"Chat with {contact_label(contact)}. Type a message and Enter; Ctrl-D quits.\n")
-    if not contact["forward_secret"]:
-        out.write("This conversation is NOT forward-secret (a plain NIP-17 contact).\n")
+    out.write(forward_secrecy_line(contact) + "\n")
     ours = {m["id"] for m in history}  # state changes are shown for these only
     for message in reversed(history):
         out.write(format_message(message, names) + "\n")
@@ -166,6 +181,9 @@ async def chat(client: NodeClient, contact: dict[str, Any], out: TextIO) -> int:
                     await loop.run_in_executor(
                         None, client.call, "POST", f"/api/conversations/{pubkey}/read"
                     )
+                elif event.get("type") == "forward_secrecy" and event["pubkey"] == pubkey:
+                    out.write(f"  · {forward_secrecy_line(event['contact'])}\n")
+                    out.flush()
                 elif event.get("type") == "state" and event["id"] in ours:
                     out.write(f"  · message {event['id'][:8]} {event['state']}\n")
                     out.flush()

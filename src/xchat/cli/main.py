@@ -21,7 +21,13 @@ from typing import Any, TextIO
 import orjson
 
 from xchat import __version__
-from xchat.cli.client import NodeClient, chat, contact_label, format_message
+from xchat.cli.client import (
+    NodeClient,
+    chat,
+    contact_label,
+    format_message,
+    forward_secrecy_line,
+)
 from xchat.core.identity import Identity
 from xchat.errors import InvalidInput, WrongPassphrase, XChatError
 from xchat.home import Home, check_passphrase, default_home
@@ -245,7 +251,8 @@ def _relay_line(health: dict[str, object]) -> str:
     """One relay's health for people: state, role, URL and the last error."""
     role = "inbox" if health["reading"] else "outbox"
     error = f" ({health['last_error']})" if health["last_error"] else ""
-    return f"{health['state']:<12} {role:<6} {health['url']}{error}"
+    warning = f"\n{'':<13}warning: {health['warning']}" if health.get("warning") else ""
+    return f"{health['state']:<12} {role:<6} {health['url']}{error}{warning}"
 
 
 def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
@@ -260,6 +267,8 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     )
     for relay in status["relays"]:
         out.write(f"  {_relay_line(relay)}\n")
+    for warning in status.get("warnings", []):
+        out.write(f"Warning: {warning}\n")
     if status["embedded_relay"]:
         out.write(f"Using the embedded relay {status['embedded_relay']} (no relay configured)\n")
     return 0
@@ -277,9 +286,7 @@ def _cmd_contacts(args: argparse.Namespace, out: TextIO) -> int:
         if args.json:
             _dump(contact, out)
         else:
-            out.write(f"Added {contact_label(contact)}")
-            out.write("" if contact["forward_secret"] else " (NIP-17 only: not forward-secret)")
-            out.write("\n")
+            out.write(f"Added {contact_label(contact)}\n{forward_secrecy_line(contact)}\n")
         return 0
     if args.action in ("accept", "block", "rename"):
         return _change_contact(args, client, out)
@@ -289,6 +296,11 @@ def _cmd_contacts(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         _dump(contacts, out)
         return 0
+    _list_contacts(contacts, out)
+    return 0
+
+
+def _list_contacts(contacts: list[dict[str, Any]], out: TextIO) -> None:
     if not contacts:
         out.write("No contacts yet. Add one with 'xchat contacts add <npub|nprofile>'.\n")
     for contact in contacts:
@@ -299,7 +311,8 @@ def _cmd_contacts(args: argparse.Namespace, out: TextIO) -> int:
             marks.append("verified")
         suffix = f"  [{', '.join(marks)}]" if marks else ""
         out.write(f"{contact_label(contact)}  {contact['npub']}{suffix}\n")
-    return 0
+        if not contact["forward_secret"]:
+            out.write(f"    {forward_secrecy_line(contact)}\n")
 
 
 def _change_contact(args: argparse.Namespace, client: NodeClient, out: TextIO) -> int:
@@ -345,6 +358,7 @@ def _cmd_messages(args: argparse.Namespace, out: TextIO) -> int:
         _dump(list(reversed(rows)), out)
         return 0
     names = {contact["pubkey"]: contact_label(contact)}
+    out.write(f"Conversation with {contact_label(contact)}\n{forward_secrecy_line(contact)}\n")
     for row in reversed(rows):
         out.write(format_message(row, names) + "\n")
     return 0

@@ -50,7 +50,13 @@ from xchat.core.device import DeviceBundle, DeviceCertificate, LocalDevice
 from xchat.core.envelope import gift_wrap, recipient_of, unwrap
 from xchat.core.mailbox import LIVE_LOOKBACK, epoch_of, epoch_window
 from xchat.core.message import AppMessage
-from xchat.core.nip17 import make_rumor, message_from_rumor, open_seal, wrap_rumor
+from xchat.core.nip17 import (
+    check_recipients,
+    make_rumor,
+    message_from_rumor,
+    open_seal,
+    wrap_rumor,
+)
 from xchat.core.session import Frame, Session, decode_frame, encode_frame
 from xchat.crypto import nip44, safety
 from xchat.crypto.keys import PublicKey, Rng, SecretKey
@@ -147,7 +153,9 @@ class Incoming:
     """A message that authenticated, and what the caller must persist.
 
     ``device`` and ``session`` are None for NIP-17 messages, which are not
-    forward-secret (``forward_secret`` is False).
+    forward-secret (``forward_secret`` is False). ``peer`` is the other party of the
+    conversation: the sender, except for a NIP-17 copy of a message we wrote (from
+    another client with our key, or our own copy), where it is the recipient.
     """
 
     sender: PublicKey
@@ -157,6 +165,7 @@ class Incoming:
     session: Session | None
     new_session: bool
     wrap_id: str
+    peer: str = ""
 
 
 class Channel:
@@ -424,9 +433,10 @@ class Channel:
         if item.key is not self.device.identity.secret:
             raise DecodeError("NIP-17 messages are only accepted at the identity key")
         rumor = open_seal(item.inner, item.key, self.conversation_keys)
+        peer = check_recipients(rumor, self.identity.hex)  # no group into a 1:1 chat
         sender = PublicKey.from_hex(rumor.pubkey)
         message = message_from_rumor(rumor)
-        return Incoming(sender, message, False, None, None, False, event.id)
+        return Incoming(sender, message, False, None, None, False, event.id, peer)
 
     def _certificate(self, obj: object) -> DeviceCertificate:
         """Verify a peer's certificate once; later envelopes with the same fields reuse it."""
@@ -478,7 +488,9 @@ class Channel:
         ):
             session.announcing = False  # the peer wrote to our newest mailbox: it knows it
         session.recent.append(digest)
-        return Incoming(cert.identity, frame.message, True, cert, session, new, wrap_id)
+        return Incoming(
+            cert.identity, frame.message, True, cert, session, new, wrap_id, cert.identity.hex
+        )
 
     def _decrypt(
         self,

@@ -245,27 +245,64 @@ class LocalDevice:
         account = OlmAccount()
         return cls(identity, account, DeviceCertificate.issue(identity, account, now, rng))
 
-    def bundle_event(self, now: int, rng: Rng, one_time_keys: int = DEFAULT_ONE_TIME_KEYS) -> Event:
+    def bundle_event(
+        self,
+        now: int,
+        rng: Rng,
+        one_time_keys: int = DEFAULT_ONE_TIME_KEYS,
+        max_content: int | None = None,
+        max_message: int | None = None,
+    ) -> Event:
         """A fresh bundle: new one-time keys and a new fallback key, signed by the identity.
 
+        It carries ``one_time_keys`` keys, or fewer so that its content has at most
+        ``max_content`` characters and its ``EVENT`` message at most ``max_message``
+        bytes (a relay's NIP-11 limits); with no room for one, only the fallback key.
         The account changes (it now holds the new keys): save the device afterwards.
         """
         ed = self.account.ed25519
-        keys = self.account.new_one_time_keys(one_time_keys)
         fallback_id, fallback = self.account.new_fallback_key()
-        content = {
+        base = {
             "v": BUNDLE_VERSION,
             "cert": self.certificate.to_json(),
-            "one_time_keys": {
-                key_id: {"key": key, "sig": self.account.sign(_otk_message(ed, key_id, key))}
-                for key_id, key in sorted(keys.items())
-            },
+            "one_time_keys": {},
             "fallback_key": {
                 "id": fallback_id,
                 "key": fallback,
                 "sig": self.account.sign(_otk_message(ed, fallback_id, fallback)),
             },
         }
+
+        def entries(keys: dict[str, str]) -> dict[str, dict[str, str]]:
+            return {
+                key_id: {"key": key, "sig": self.account.sign(_otk_message(ed, key_id, key))}
+                for key_id, key in sorted(keys.items())
+            }
+
+        def fits(content: dict[str, Any]) -> bool:
+            text = orjson.dumps(content)
+            if max_content is not None and len(text) > max_content:
+                return False
+            # the EVENT message: the content escaped as a JSON string, plus the event's
+            # other fields (id, pubkey, sig, the d tag, kind, created_at; 420 bytes)
+            return max_message is None or len(orjson.dumps(text.decode())) + 420 <= max_message
+
+        wanted = max(0, min(one_time_keys, MAX_BUNDLE_KEYS))
+        chosen: dict[str, dict[str, str]] = {}
+        if wanted:
+            first = entries(self.account.new_one_time_keys(1))
+            if fits({**base, "one_time_keys": first}):
+                chosen = first
+                one = len(orjson.dumps(first)) - 1  # one entry and its comma
+                room = wanted - 1
+                if max_content is not None:
+                    used = len(orjson.dumps({**base, "one_time_keys": first}))
+                    room = min(room, (max_content - used) // one)
+                if room > 0:
+                    chosen = {**chosen, **entries(self.account.new_one_time_keys(room))}
+                while chosen and not fits({**base, "one_time_keys": chosen}):
+                    chosen.pop(max(chosen))
+        content = {**base, "one_time_keys": dict(sorted(chosen.items()))}
         return sign_event(
             self.identity.secret,
             kind=KIND_DEVICE_BUNDLE,

@@ -7,14 +7,19 @@ interoperability and marks them as such; X Chat-to-X Chat traffic uses Olm sessi
 
 Mapping to application messages: kind 14 is a text, or a reply when it has an ``e``
 tag; kind 7 is a reaction; kind 5 deletes the message its ``e`` tag names. Edits and
-receipts have no NIP-17 form and are refused when sending.
+receipts have no NIP-17 form and are refused when sending. A kind 15 (a file message
+of another client) becomes a :class:`FileNotice`: a text that says a file came, which
+X Chat cannot show yet. A rumor for several people (a group message: more than one
+``p`` tag besides its author) is refused with :class:`GroupMessage`: groups are not
+supported yet, and it must never be filed into a one-to-one conversation.
 
 Spec: NIP-17, NIP-59, NIP-44, NIP-25, NIP-09.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import ClassVar, Final
 
 import orjson
 
@@ -28,10 +33,15 @@ from xchat.errors import DecodeError, InvalidSignature, LocalProtocolError
 from xchat.wire.event import Event, Rumor, parse_event, parse_rumor
 
 __all__ = [
+    "FILE_NOTE",
     "KIND_CHAT",
     "KIND_DELETION",
+    "KIND_FILE",
     "KIND_REACTION",
     "KIND_SEAL",
+    "FileNotice",
+    "GroupMessage",
+    "check_recipients",
     "make_rumor",
     "message_from_rumor",
     "open_seal",
@@ -42,6 +52,38 @@ KIND_SEAL: Final = 13
 KIND_CHAT: Final = 14
 KIND_REACTION: Final = 7
 KIND_DELETION: Final = 5
+KIND_FILE: Final = 15
+#: What X Chat says of a file message from another app.
+FILE_NOTE: Final = "files from other apps are not supported yet"
+
+
+class GroupMessage(DecodeError):
+    """A NIP-17 rumor addressed to several people: groups are not supported yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileNotice(Text):
+    """A NIP-17 file message (kind 15) from another client, shown as a text saying so
+    (its ``body`` names the file's type). Received only: never sent, never in a frame."""
+
+    type: ClassVar[str] = "file"
+
+
+def check_recipients(rumor: Rumor, me: str) -> str:
+    """The one other party of a one-to-one rumor: its single recipient if ``me`` wrote
+    it (a copy of our own message), else its author, who must have addressed it to
+    ``me``. GroupMessage for a rumor to several people, DecodeError for one to nobody
+    or to someone else."""
+    others = set(rumor.tag_values("p")) - {rumor.pubkey}
+    if len(others) > 1:
+        raise GroupMessage("NIP-17 group messages are not supported yet")
+    if rumor.pubkey == me:
+        if not others:
+            raise DecodeError("a copy of our own message names no recipient")
+        return next(iter(others))
+    if others != {me}:
+        raise DecodeError("the NIP-17 message is not addressed to us")
+    return rumor.pubkey
 
 
 def make_rumor(message: AppMessage, sender: PublicKey, recipient: PublicKey) -> Rumor:
@@ -120,6 +162,10 @@ def message_from_rumor(rumor: Rumor) -> AppMessage:
         return _peer(lambda: Reaction(rumor.id, sent_at, targets[-1], emoji))
     if rumor.kind == KIND_DELETION and targets:
         return _peer(lambda: Delete(rumor.id, sent_at, targets[0]))
+    if rumor.kind == KIND_FILE:
+        kind = next(iter(rumor.tag_values("file-type")), "")
+        kind = kind if 0 < len(kind) <= 100 and kind.isprintable() else "unknown type"
+        return _peer(lambda: FileNotice(rumor.id, sent_at, f"A file ({kind}) from another app"))
     raise DecodeError(f"NIP-17 rumors of kind {rumor.kind} are not supported")
 
 

@@ -62,6 +62,7 @@ _SCHEMAS: dict[str, Any] = {
             "latency_ms": {"type": ["number", "null"]},
             "connected_since": {"type": ["number", "null"]},
             "next_retry_at": {"type": ["number", "null"]},
+            "warning": _STR,
         }
     ),
     "Status": _obj(
@@ -72,11 +73,13 @@ _SCHEMAS: dict[str, Any] = {
             "device": _STR,
             "uptime": {"type": "number"},
             "relays": _array(_ref("RelayHealth")),
+            "warnings": _array(_STR),
             "embedded_relay": _NULLABLE_STR,
             "outbox_pending": _INT,
             "sessions": _INT,
             "received": _INT,
             "rejected": _INT,
+            "rejected_by_reason": {"type": "object", "additionalProperties": _INT},
             "duplicates": _INT,
             "sent": _INT,
             "failed": _INT,
@@ -91,6 +94,9 @@ _SCHEMAS: dict[str, Any] = {
             "state": {"enum": ["accepted", "request", "blocked"]},
             "relays": _array(_STR),
             "forward_secret": _BOOL,
+            "not_forward_secret_reason": {"enum": ["no_keys", None]},
+            "keys_checked_at": _NULLABLE_INT,
+            "next_keys_check_at": _NULLABLE_INT,
             "verified": _BOOL,
             "verification_changed": _BOOL,
             "created_at": _INT,
@@ -102,7 +108,7 @@ _SCHEMAS: dict[str, Any] = {
             "conversation": _HEX64,
             "outgoing": _BOOL,
             "sender": _HEX64,
-            "type": {"enum": ["text", "reply"]},
+            "type": {"enum": ["text", "reply", "file"]},
             "body": _STR,
             "sent_at": _INT,
             "received_at": _INT,
@@ -114,6 +120,7 @@ _SCHEMAS: dict[str, Any] = {
             "deleted": _BOOL,
             "reactions": {"type": "object", "additionalProperties": _STR},
             "seq": _INT,
+            "note": _NULLABLE_STR,
         }
     ),
     "Conversation": _obj(
@@ -365,7 +372,8 @@ _PATHS: dict[str, Any] = {
         "get": {
             "summary": (
                 "WebSocket of changes: first {type: hello}, then objects of type message, "
-                "state, read, contact, device_added and relay (docs/api.md)"
+                "state, read, contact, device_added, forward_secrecy, warning and relay "
+                "(docs/api.md)"
             ),
             "parameters": [{"name": "token", "in": "query", "schema": _STR}],
             "responses": {"101": {"description": "switching to WebSocket"}},

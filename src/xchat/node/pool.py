@@ -31,13 +31,16 @@ the old subscription is closed only after the relay answered the new one (EOSE),
 no mail falls between them, and only new keys are caught up. Events from all relays
 pass one de-duplication by id before the node sees them.
 
-Publishing goes to any relays (ours, or a contact's inbox relays) over connections of
-its own, never authenticated (the reader's connection is authenticated as our identity:
-a relay would see who sends each gift wrap); they are opened on demand and closed after
-a minute idle. Only a relay that answers ``auth-required`` gets the event again over the
-reader's connection. Lookups (``query``) use the same unauthenticated connections. The caller gets
-each relay's answer and decides whether enough accepted; ``timeout`` bounds the whole
-attempt, connecting included.
+Publishing gift wraps (:meth:`RelayPool.publish`) goes to any relays (ours, or a
+contact's inbox relays) over connections of its own, never authenticated (the reader's
+connection is authenticated as our identity: a relay would see who sends each gift
+wrap); they are opened on demand, closed after a minute idle, and carry gift wraps
+only. Only a relay that answers ``auth-required`` gets the event again over the
+reader's connection. Events signed by our identity (:meth:`RelayPool.publish_signed`)
+and lookups (:meth:`RelayPool.query`) each go over a one-shot connection of their own
+(``xchat.node.oneshot``), so that no connection carries both a gift wrap and anything
+that names us or our contacts. The caller gets each relay's answer and decides whether
+enough accepted; ``timeout`` bounds the whole attempt, connecting included.
 
 Health per relay (state, last error, consecutive failures, answers, latency, events
 received) is kept for the API and the UI. Nothing here trusts a relay: events are
@@ -59,6 +62,7 @@ from typing import Any, Final
 import aiohttp
 
 from xchat.crypto.keys import SecretKey
+from xchat.node.oneshot import RelayLimits, fetch_limits, publish_once, query_once
 from xchat.node.relay_client import (
     PublishResult,
     RelayConnection,
@@ -116,7 +120,9 @@ class RelayHealth:
     (subscribed and caught up; a relay only written to is ``connected`` once opened),
     ``disconnected`` (waiting ``next_retry_at`` to retry). ``failures`` counts failed
     connections since the last one that worked; ``received`` counts events the relay
-    sent us, duplicates of other relays' included.
+    sent us, duplicates of other relays' included. ``warning`` says that the relay
+    refused (or did not take) our device bundle or inbox relay list, and why; it is
+    cleared once the relay accepts them.
     """
 
     url: str
@@ -130,6 +136,7 @@ class RelayHealth:
     latency_ms: float | None = None
     connected_since: float | None = None
     next_retry_at: float | None = None
+    warning: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -144,6 +151,7 @@ class RelayHealth:
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
             "connected_since": self.connected_since,
             "next_retry_at": self.next_retry_at,
+            "warning": self.warning,
         }
 
 
@@ -227,6 +235,7 @@ class RelayPool:
         self._writers: dict[str, tuple[RelayConnection, float]] = {}
         self._writer_locks: dict[str, asyncio.Lock] = {}
         self._health: dict[str, RelayHealth] = {}
+        self._limits: dict[str, RelayLimits] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._session: aiohttp.ClientSession | None = None
         self._janitor: asyncio.Task[None] | None = None
@@ -725,14 +734,20 @@ class RelayPool:
                     if health is not None and not health.reading:
                         del self._health[url]
 
-    async def publish_one(self, url: str, event: Event, timeout: float = 10.0) -> PublishResult:
+    async def publish_one(
+        self, url: str, event: Event, timeout: float = 10.0, *, signed: bool = False
+    ) -> PublishResult:
         """Publish to one relay; RelayError if it cannot be reached or does not answer
-        within ``timeout`` (connecting included)."""
+        within ``timeout`` (connecting included). A gift wrap goes over the publishing
+        connection; ``signed`` (an event signed by our identity) over a one-shot one."""
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
-                conn = await self._writer(url)
-                result = await conn.publish(event, timeout)
+                if signed:
+                    result = await publish_once(self._http(), url, event, timeout)
+                else:
+                    conn = await self._writer(url)
+                    result = await conn.publish(event, timeout)
                 reader = self._readers.get(url)
                 if (
                     not result.accepted
@@ -764,14 +779,15 @@ class RelayPool:
         return result
 
     async def publish(
-        self, event: Event, urls: Sequence[str], timeout: float = 10.0
+        self, event: Event, urls: Sequence[str], timeout: float = 10.0, *, signed: bool = False
     ) -> dict[str, PublishResult | str]:
         """Publish to every relay in ``urls`` at once: each one's answer or error text,
-        all within about ``timeout``."""
+        all within about ``timeout``. Gift wraps only, unless ``signed`` (see
+        :meth:`publish_signed`)."""
 
         async def one(url: str) -> PublishResult | str:
             try:
-                return await self.publish_one(url, event, timeout)
+                return await self.publish_one(url, event, timeout, signed=signed)
             except RelayError as exc:
                 return str(exc)
 
@@ -779,17 +795,25 @@ class RelayPool:
         results = await asyncio.gather(*(one(url) for url in urls))
         return dict(zip(urls, results, strict=True))
 
+    async def publish_signed(
+        self, event: Event, urls: Sequence[str], timeout: float = 10.0
+    ) -> dict[str, PublishResult | str]:
+        """Publish an event signed by our identity (bundle, relay list): to each relay
+        over a connection of its own, closed afterwards, never one that carries gift
+        wraps (``xchat.node.oneshot``)."""
+        return await self.publish(event, urls, timeout, signed=True)
+
     async def query(
         self, filters: list[dict[str, Any]], urls: Sequence[str], timeout: float = 5.0
     ) -> list[Event]:
         """Stored events from several relays, merged without duplicates; a relay that
-        fails or does not answer within ``timeout`` (connecting included) adds nothing."""
+        fails or does not answer within ``timeout`` (connecting included) adds nothing.
+        Each relay is asked over a one-shot connection (a lookup names whom we are
+        about to write to: it must not share a connection with our gift wraps)."""
 
         async def one(url: str) -> list[Event]:
             try:
-                async with asyncio.timeout(timeout):
-                    conn = await self._writer(url)
-                    return await conn.query(filters, timeout)
+                return await query_once(self._http(), url, filters, timeout)
             except (RelayError, TimeoutError):
                 return []
 
@@ -798,3 +822,21 @@ class RelayPool:
             for event in events:
                 merged.setdefault(event.id, event)
         return list(merged.values())
+
+    async def limits(self, url: str, timeout: float) -> RelayLimits:
+        """The relay's published limits (NIP-11), read once per pool; the defaults if it
+        does not answer within ``timeout`` (asked again next time)."""
+        known = self._limits.get(url)
+        if known is not None:
+            return known
+        limits = await fetch_limits(self._http(), url, timeout)
+        if limits.published:
+            self._limits[url] = limits
+        return limits
+
+    def set_warning(self, url: str, warning: str) -> None:
+        """Show (or with "" clear) a warning on a relay's health."""
+        health = self._health.get(url)
+        if health is not None and health.warning != warning:
+            health.warning = warning[:300]
+            self._changed(health)

@@ -54,7 +54,7 @@ import orjson
 
 from xchat.core.channel import MAX_LOOKBACK, Channel, Incoming
 from xchat.core.device import KIND_DEVICE_BUNDLE, DeviceBundle, LocalDevice
-from xchat.core.events import sign_event, verify_event
+from xchat.core.events import verify_event
 from xchat.core.identity import ContactCard
 from xchat.core.mailbox import EPOCH_SECONDS, LIVE_LOOKBACK
 from xchat.core.message import (
@@ -69,6 +69,7 @@ from xchat.core.message import (
     decode_app_message,
     new_message_id,
 )
+from xchat.core.nip17 import FILE_NOTE
 from xchat.core.session import Session
 from xchat.crypto.kdf import derive_key
 from xchat.crypto.keys import PublicKey, Rng, SecretKey
@@ -81,6 +82,9 @@ from xchat.errors import (
     XChatError,
 )
 from xchat.home import Home, Unlocked
+from xchat.node.announce import KIND_INBOX_RELAYS, Announcer
+from xchat.node.lookups import LookupSchedule
+from xchat.node.oneshot import NIP11_TIMEOUT
 from xchat.node.pool import RESYNC_INTERVAL, RelayPool
 from xchat.node.relay_client import PublishResult, reap
 from xchat.store.node import (
@@ -109,7 +113,6 @@ log = logging.getLogger("xchat.node")
 
 T = TypeVar("T")
 
-KIND_INBOX_RELAYS: Final = 10050
 #: Publishing attempts before an envelope (and its message) is marked failed.
 MAX_ATTEMPTS: Final = 12
 RETRY_START: Final = 1.0
@@ -124,8 +127,14 @@ _COMMIT_BATCH: Final = 1000
 _SEEN_KEEP: Final = 45 * 24 * 3600
 _TICK: Final = 1.0
 _RECEIPT_BATCH: Final = 500
-#: How often a NIP-17-only contact is looked up again for X Chat devices (seconds).
-_RECHECK_BUNDLES: Final = 600
+#: Sending to a contact without devices looks them up again if the last lookup is
+#: older than this (seconds); otherwise the lookup schedule (``lookups.py``) decides.
+_RECHECK_ON_SEND: Final = 60
+#: Lookups of contacts' bundles running at once.
+_LOOKUPS_AT_ONCE: Final = 4
+#: The longest wait for one relay's answer to a lookup (seconds; at most the publish
+#: timeout): a relay that does not answer must not hold up adding a contact.
+_LOOKUP_TIMEOUT: Final = 5.0
 _CURSOR_SAVE_EVERY: Final = 10
 #: Early effects kept waiting for their target message.
 _EARLY_EFFECTS: Final = 2000
@@ -145,7 +154,8 @@ class NodeConfig:
     #: How often stored mail is re-read from each inbox relay (relays can drop live
     #: events); see :data:`xchat.node.pool.RESYNC_INTERVAL`.
     resync_interval: float = RESYNC_INTERVAL
-    #: Publish one bundle with this many one-time keys; republish when half are used.
+    #: Publish bundles with up to this many one-time keys (fewer if the inbox relays'
+    #: content limits need it); republish when half of them are used.
     one_time_keys: int = 50
 
 
@@ -209,6 +219,8 @@ def message_json(row: MessageRow) -> dict[str, Any]:
         "deleted": row.deleted,
         "reactions": row.reactions or {},
         "seq": row.seq,
+        # a file from another app: shown as a message that says so
+        "note": FILE_NOTE if row.type == "file" else None,
     }
 
 
@@ -246,7 +258,9 @@ class Node:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._wake_outbox = asyncio.Event()
         self._last_sent_at = 0
-        self._sessions_opened_since_bundle = 0
+        self._announcer: Announcer  # set by start()
+        #: Contacts without devices, and when to look for their bundles again.
+        self._lookups = LookupSchedule()
         self._epoch_keys: frozenset[str] = frozenset()
         self._cursors_saved: dict[str, int] = {}
         #: Reactions, edits and deletions that arrived before their message, by target id
@@ -310,18 +324,35 @@ class Node:
             resync_interval=self.config.resync_interval,
         )
         self.pool.on_health_change = lambda h: self._emit({"type": "relay", "relay": h.to_json()})
+        self._announcer = Announcer(
+            self.pool,
+            self.identity.secret,
+            lambda: self.channel.device,
+            self._save_device,
+            self.own_relays,
+            self._emit,
+            publish_timeout=self.config.publish_timeout,
+            one_time_keys=self.config.one_time_keys,
+            rng=self._rng,
+            clock=self._clock,
+        )
         self._epoch_keys = frozenset(self._receive_keys())
         await self.pool.start(urls)
         self._tasks.append(asyncio.create_task(self._inbox_worker(), name="node-inbox"))
         self._tasks.append(asyncio.create_task(self._outbox_worker(), name="node-outbox"))
         self._tasks.append(asyncio.create_task(self._ticker(), name="node-ticker"))
-        # Contacts find us by our bundle: publish it before saying we are up (bounded:
-        # unreachable relays only delay this, the announcer keeps retrying).
-        announce = asyncio.create_task(self._announce(), name="node-announce")
-        self._tasks.append(announce)
+        now = self._clock()
+        for contact in await self._db(self.store.contacts):
+            if contact.nip17_only and contact.state == "accepted":
+                self._lookups.watch(contact.pubkey, contact.created_at, now)
+        self._tasks.append(asyncio.create_task(self._lookup_worker(), name="node-lookups"))
+        # Contacts find us by our bundle: publish it before saying we are up, but wait
+        # only until one relay took each of our lists (a relay that does not answer
+        # must not hold the start back), at most the publish timeout.
+        self._tasks.append(asyncio.create_task(self._announce(), name="node-announce"))
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.publish_timeout):
-                await asyncio.shield(announce)
+            async with asyncio.timeout(self.config.publish_timeout + NIP11_TIMEOUT):
+                await self._announcer.announced.wait()
 
     async def close(self) -> None:
         """Stop reading and publishing; commit what is pending; close the store."""
@@ -350,6 +381,9 @@ class Node:
             "device_record", device.to_record(self._storage_key, self._rng).hex()
         )
         return device
+
+    async def _save_device(self) -> None:
+        await self._commit(self._device_write())
 
     def _device_write(self) -> Callable[[NodeStore], None]:
         """A write of the device's current state (its one-time keys change)."""
@@ -458,39 +492,11 @@ class Node:
         return urls
 
     async def _announce(self) -> None:
-        """Publish our inbox relay list and a fresh device bundle (retrying until accepted)."""
-        delay = RETRY_START
-        while True:
-            try:
-                if await self._publish_lists():
-                    return
-            except XChatError as exc:
-                log.warning("publishing the relay list and bundle failed: %s", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+        await self._announcer.announce()
 
-    async def _publish_lists(self) -> bool:
-        now = int(self._clock())
-        urls = await self.own_relays()
-        if not urls:
-            return True
-        relay_list = sign_event(
-            self.identity.secret,
-            kind=KIND_INBOX_RELAYS,
-            tags=[["relay", url] for url in urls],
-            content="",
-            created_at=now,
-            rng=self._rng,
-        )
-        bundle = self.channel.device.bundle_event(now, self._rng, self.config.one_time_keys)
-        await self._commit(self._device_write())
-        self._sessions_opened_since_bundle = 0
-        ok = True
-        for event in (relay_list, bundle):
-            results = await self.pool.publish(event, urls, self.config.publish_timeout)
-            if not any(isinstance(r, PublishResult) and r.accepted for r in results.values()):
-                ok = False
-        return ok
+    def _one_time_keys_used(self, count: int) -> None:
+        if self._announcer.keys_used(count):
+            self._tasks.append(asyncio.create_task(self._announce()))
 
     # -- contacts --------------------------------------------------------------------
 
@@ -515,6 +521,7 @@ class Node:
                 if url not in contact.relays:
                     contact.relays.append(url)
         await self._commit(lambda store: store.upsert_contact(contact))
+        self._lookups.forget(pubkey)  # look now, and from now on as for a new contact
         await self.refresh_contact(pubkey)
         updated = await self._db(self.store.get_contact, pubkey)
         assert updated is not None
@@ -525,15 +532,18 @@ class Node:
 
     async def refresh_contact(self, pubkey: str) -> None:
         """Fetch a contact's inbox relays (kind 10050) and device bundles; open sessions
-        with devices we have none with. No bundle at all: the contact is NIP-17 only."""
+        with devices we have none with. No bundle at all: the contact is NIP-17 only
+        for now, and the lookup schedule (``lookups.py``) looks for one again; once one
+        is found, ``forward_secrecy`` goes out on the stream."""
         contact = await self._db(self.store.get_contact, pubkey)
         if contact is None:
             return
+        was_nip17 = contact.nip17_only
         urls = list(dict.fromkeys([*contact.relays, *await self.own_relays()]))
         events = await self.pool.query(
             [{"kinds": [KIND_INBOX_RELAYS, KIND_DEVICE_BUNDLE], "authors": [pubkey]}],
             urls,
-            timeout=self.config.publish_timeout,
+            timeout=min(_LOOKUP_TIMEOUT, self.config.publish_timeout),
         )
         now = int(self._clock())
         relays = _inbox_relays(events, pubkey) or list(contact.relays)
@@ -579,6 +589,44 @@ class Node:
         await self._commit(lambda store: [w(store) for w in writes])
         if opened:
             self.pool.keys_changed()
+        self._looked_up(contact, was_nip17)
+
+    def _looked_up(self, contact: ContactRow, was_nip17: bool) -> None:
+        """After a lookup: stop or go on looking for their bundle; tell of an upgrade."""
+        pubkey = contact.pubkey
+        if not contact.nip17_only or contact.state != "accepted":
+            self._lookups.forget(pubkey)
+            if was_nip17 and not contact.nip17_only:
+                self._emit_forward_secrecy(contact)
+        elif pubkey in self._lookups:
+            self._lookups.checked(pubkey, self._clock())
+        else:
+            self._lookups.watch(pubkey, self._clock(), self._clock())
+
+    def _emit_forward_secrecy(self, contact: ContactRow) -> None:
+        """A contact's conversation became forward-secret (a bundle of theirs was found,
+        or an Olm message came from them): tell the stream."""
+        view = self.contact_view(contact)
+        self._emit({"type": "forward_secrecy", "pubkey": contact.pubkey, "contact": view})
+        self._emit({"type": "contact", "contact": view})
+
+    async def _lookup_worker(self) -> None:
+        """Look for the bundles of contacts who have none, on the lookup schedule."""
+        while True:
+            await asyncio.sleep(_TICK)
+            due = self._lookups.due(self._clock())
+            for i in range(0, len(due), _LOOKUPS_AT_ONCE):
+                batch = due[i : i + _LOOKUPS_AT_ONCE]
+                for pubkey in batch:
+                    self._lookups.checked(pubkey, self._clock())  # no second one meanwhile
+                results = await asyncio.gather(
+                    *(self.refresh_contact(pubkey) for pubkey in batch), return_exceptions=True
+                )
+                for result in results:
+                    if isinstance(result, asyncio.CancelledError):
+                        raise result
+                    if isinstance(result, Exception):
+                        log.warning("looking up a contact failed: %s", type(result).__name__)
 
     async def set_contact(
         self, pubkey: str, *, name: str | None = None, state: str | None = None
@@ -615,7 +663,7 @@ class Node:
                 cached = (devices, self.channel.safety_number(key)[0])
                 self._numbers[contact.pubkey] = cached
             current = cached[1]
-        return contact_json(contact, current)
+        return contact_json(contact, current, self._lookups.next_at(contact.pubkey))
 
     async def safety_number(self, pubkey: str) -> dict[str, Any]:
         contact = await self._db(self.store.get_contact, pubkey)
@@ -767,11 +815,12 @@ class Node:
         now = int(self._clock())
         targets = await self._targets(contact)
         forward_secret = not contact.nip17_only
-        if contact.nip17_only and now - contact.bundle_checked_at > _RECHECK_BUNDLES:
+        if contact.nip17_only and now - contact.bundle_checked_at > _RECHECK_ON_SEND:
             # they may have started X Chat since: later messages become forward-secret
             contact.bundle_checked_at = now
             self._tasks.append(asyncio.create_task(self.refresh_contact(contact.pubkey)))
-        row_id, outbox, writes = self._seal(contact, message, targets, now)
+        own = await self.own_relays() if contact.nip17_only else []
+        row_id, outbox, writes = self._seal(contact, message, targets, now, own=own)
         if not outbox:  # no device known yet: sealed later, once a bundle is found
             unsealed = _outbox_row(row_id, contact.pubkey, None, targets, now)
             unsealed.event = orjson.dumps({"pending": True, "message": _encode(message)}).decode()
@@ -819,17 +868,25 @@ class Node:
         targets: list[str],
         now: int,
         row_id: str | None = None,
+        own: list[str] | None = None,
     ) -> tuple[str, list[OutboxRow], list[Callable[[NodeStore], Any]]]:
         """Seal ``message`` for every device of ``contact`` (or as NIP-17): the id its row
         is stored under (``row_id`` if the row exists already; else the message's, or for
         NIP-17 its rumor's), one pending outbox row per envelope, and the session writes
-        to commit with them. No rows: no device of the contact is known."""
+        to commit with them. No rows: no device of the contact is known.
+
+        NIP-17 also wraps a copy to ourselves (NIP-17: so that our other clients see
+        what we sent), published to ``own`` (our relays) as an outbox row of its own
+        (message id ``<id>:self``), so that the message's state does not wait for it."""
         if contact.nip17_only:
-            rumor, to_peer, _to_self = self.channel.seal_nip17(
+            rumor, to_peer, to_self = self.channel.seal_nip17(
                 PublicKey.from_hex(contact.pubkey), message, now, self._rng
             )
             row_id = row_id or rumor.id
-            return row_id, [_outbox_row(row_id, contact.pubkey, to_peer, targets, now)], []
+            wraps = [_outbox_row(row_id, contact.pubkey, to_peer, targets, now)]
+            if own:
+                wraps.append(_outbox_row(f"{row_id}:self", self.pubkey, to_self, own, now))
+            return row_id, wraps, []
         row_id = row_id or message.id
         rows: list[OutboxRow] = []
         writes: list[Callable[[NodeStore], Any]] = []
@@ -994,7 +1051,10 @@ class Node:
             elif contact is not None:
                 targets = await self._targets(contact)
                 now = int(self._clock())
-                _, rows, writes = self._seal(contact, message, targets, now, item.message_id)
+                own = await self.own_relays()
+                _, rows, writes = self._seal(
+                    contact, message, targets, now, item.message_id, own=own
+                )
             if not rows and failure is None:
                 item.attempts += 1
                 item.last_error = "no device of this contact found on their relays yet"
@@ -1115,10 +1175,8 @@ class Node:
                 if contact is not None:
                     self._emit({"type": "contact", "contact": self.contact_view(contact)})
         if len(self.channel.sessions()) != keys_before:
-            self._sessions_opened_since_bundle += len(self.channel.sessions()) - keys_before
+            self._one_time_keys_used(len(self.channel.sessions()) - keys_before)
             self.pool.keys_changed()
-            if self._sessions_opened_since_bundle * 2 >= self.config.one_time_keys:
-                self._tasks.append(asyncio.create_task(self._announce()))
         for pubkey, targets in receipts.items():
             self._queue_delivered(pubkey, targets)
 
@@ -1151,8 +1209,9 @@ class Node:
             store.mark_seen(incoming.wrap_id, now)
             self.stats.received += 1
             sender = incoming.sender.hex
-            if sender == self.pubkey:
-                continue  # our own NIP-17 copy: multi-device sync is not implemented
+            if sender == self.pubkey:  # a NIP-17 copy of a message we wrote
+                out.extend(self._apply_own_copy(store, incoming, now))
+                continue
             contact = store.get_contact(sender)
             if contact is None:
                 contact = ContactRow(
@@ -1163,6 +1222,10 @@ class Node:
             elif incoming.forward_secret and contact.nip17_only:
                 contact.nip17_only = False
                 store.upsert_contact(contact)
+                view = contact_json(contact)
+                out.append(
+                    ("event", {"type": "forward_secrecy", "pubkey": sender, "contact": view})
+                )
             if incoming.device is not None:
                 cert = incoming.device
                 new = store.upsert_device(
@@ -1184,6 +1247,42 @@ class Node:
             if contact.state == "blocked":
                 continue
             out.extend(self._apply_message(store, contact, incoming))
+        return out
+
+    def _apply_own_copy(
+        self, store: NodeStore, incoming: Incoming, now: int
+    ) -> list[tuple[str, Any]]:
+        """A NIP-17 copy of a message we wrote: ours (already stored, by its rumor id)
+        or one written with our key in another client, filed as an outgoing message of
+        the conversation with its recipient. Only texts and replies: effects of other
+        clients on our side are not applied yet (multi-device sync comes later)."""
+        message = incoming.message
+        peer = incoming.peer
+        if not isinstance(message, Text | Reply) or peer in ("", self.pubkey):
+            return []
+        if store.get_message(message.id) is not None:
+            return []  # our own copy
+        contact = store.get_contact(peer)
+        out: list[tuple[str, Any]] = []
+        if contact is None:  # we wrote to them from another app: they are a contact
+            contact = ContactRow(peer, None, "accepted", [], now, nip17_only=True)
+            store.upsert_contact(contact)
+            out.append(("event", {"type": "contact", "contact": contact_json(contact)}))
+        row = MessageRow(
+            id=message.id,
+            conversation=peer,
+            outgoing=True,
+            sender=self.pubkey,
+            type=message.type,
+            body=message.body,
+            sent_at=message.sent_at,
+            received_at=_now_ms(),
+            state="sent",
+            forward_secret=False,
+            reply_to=message.reply_to if isinstance(message, Reply) else None,
+        )
+        if store.insert_message(row):
+            out.append(("event", {"type": "message", "message": message_json(row)}))
         return out
 
     def _apply_message(
@@ -1325,11 +1424,13 @@ class Node:
             "device": self.channel.device.certificate.device_id,
             "uptime": round(self._clock() - self.started_at, 1),
             "relays": [h.to_json() for h in self.pool.health()],
+            "warnings": [f"{h.url} {h.warning}" for h in self.pool.health() if h.warning],
             "embedded_relay": self.embedded_relay,
             "outbox_pending": waiting,
             "sessions": len(self.channel.sessions()),
             "received": self.stats.received,
             "rejected": self.stats.rejected,
+            "rejected_by_reason": dict(sorted(self.stats.rejected_by_error.items())),
             "duplicates": self.stats.duplicates,
             "sent": self.stats.sent,
             "failed": self.stats.failed,
@@ -1462,9 +1563,12 @@ def _device_upsert(row: DeviceRow) -> Callable[[NodeStore], bool]:
     return lambda store: store.upsert_device(row)
 
 
-def contact_json(contact: ContactRow, current_number: str | None = None) -> dict[str, Any]:
+def contact_json(
+    contact: ContactRow, current_number: str | None = None, next_lookup: float | None = None
+) -> dict[str, Any]:
     """The API's view of a contact (docs/api.md). ``current_number`` is today's safety
-    number with them, needed only if they were verified (see Node.contact_view)."""
+    number with them, needed only if they were verified (see Node.contact_view);
+    ``next_lookup`` when the node looks for their bundle again, if it does."""
     card = ContactCard.create(PublicKey.from_hex(contact.pubkey), tuple(contact.relays[:3]))
     return {
         "pubkey": contact.pubkey,
@@ -1474,6 +1578,10 @@ def contact_json(contact: ContactRow, current_number: str | None = None) -> dict
         "state": contact.state,
         "relays": contact.relays,
         "forward_secret": not contact.nip17_only,
+        # why not: no device bundle (X Chat keys) of theirs found, so far
+        "not_forward_secret_reason": "no_keys" if contact.nip17_only else None,
+        "keys_checked_at": contact.bundle_checked_at or None,
+        "next_keys_check_at": None if next_lookup is None else int(next_lookup),
         "verified": contact.verified is not None and contact.verified == current_number,
         "verification_changed": contact.verified is not None
         and current_number is not None

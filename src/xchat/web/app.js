@@ -94,6 +94,19 @@ function updateRelayBanner() {
   }, 1500);
 }
 
+/** A relay refused our device bundle or relay list: say so until it takes them. */
+function updateWarningBanner() {
+  const warned = mode === 'main' ? [...state.relays.values()].filter((r) => r.warning) : [];
+  if (!warned.length) {
+    banner('relay-warning', null);
+    return;
+  }
+  banner('relay-warning', () => [icon('alert'),
+    h('span', null, h('strong', null, 'A relay refused your keys. '),
+      warned.map((r) => `${r.url} ${r.warning}.`).join(' ')),
+    h('button', { type: 'button', class: 'small', onclick: () => actions.settings() }, 'Relays')]);
+}
+
 // -- session ----------------------------------------------------------------------------------
 
 function route(session) {
@@ -119,6 +132,7 @@ function stopMain() {
   state.online = false;
   teardown();
   banner('relays', null);
+  banner('relay-warning', null);
 }
 
 function ended() {
@@ -227,6 +241,7 @@ async function startMain() {
     if (search) search.focus({ preventScroll: true });
   }
   updateRelayBanner();
+  updateWarningBanner();
 }
 
 /** After a reconnect: read the current state again (the stream has no replay). */
@@ -243,6 +258,7 @@ async function resync() {
     if (state.current && !state.conversations.has(state.current)) closeConversation();
     else refreshOpen();
     updateRelayBanner();
+    updateWarningBanner();
     relaysChanged();
   } catch {
     // the next reconnect tries again
@@ -341,7 +357,15 @@ function onEvent(event) {
     case 'relay':
       state.relays.set(event.relay.url, event.relay);
       updateRelayBanner();
+      updateWarningBanner();
       relaysChanged();
+      break;
+    case 'forward_secrecy':
+      applyContact(event.contact);
+      toast(`Your conversation with ${event.contact.name || 'this contact'} is now forward-secret.`);
+      break;
+    case 'warning':
+      updateWarningBanner();
       break;
     default:
       break;

@@ -392,9 +392,11 @@ export function drawHeader() {
         verified ? h('span', { class: 'verified', title: 'You verified this safety number' }, icon('shield'), 'Verified') : null),
       h('div', { class: 'chat-sub' },
         h('span', { class: 'npub' }, shortKey(conv.npub || contact.npub)),
-        forwardSecret ? null : h('span', {
-          class: 'badge warn', title: 'This contact uses plain NIP-17 messages: a key stolen later could decrypt them. X Chat contacts get forward secrecy.',
-        }, 'Not forward-secret'))),
+        forwardSecret
+          ? h('span', { class: 'badge ok', id: 'forward-secrecy', title: 'X Chat sessions (Olm): a key stolen later cannot decrypt these messages.' }, 'Forward-secret')
+          : h('span', {
+            class: 'badge warn', id: 'forward-secrecy', title: 'Plain NIP-17 messages: a key stolen later could decrypt them.',
+          }, 'Not forward-secret'))),
     h('button', { type: 'button', class: 'ghost verify-button', onclick: () => openVerify(pk) }, icon('shield'), h('span', { class: 'label' }, 'Verify')),
     more);
 }
@@ -424,6 +426,8 @@ export function drawNotices() {
         h('button', { type: 'button', class: 'primary', onclick: () => openVerify(pk) }, 'Verify safety number'),
         h('button', { type: 'button', onclick: () => { state.dismissed.add(pk); drawNotices(); } }, 'Dismiss'))));
   }
+  const forwardSecret = (contact || {}).forward_secret ?? conv.forward_secret ?? true;
+  if (!forwardSecret) notices.push(forwardSecrecyNotice(name, contact || {}));
   const requestState = (contact && contact.state) || conv.state;
   if (requestState === 'request') {
     notices.push(h('div', { class: 'notice', role: 'region', 'aria-label': 'Message request' },
@@ -440,6 +444,19 @@ export function drawNotices() {
   }
   replace(view.notices, notices);
   view.composer.hidden = requestState === 'request' || requestState === 'blocked';
+}
+
+/** Why this conversation is not forward-secret, and what X Chat does about it. */
+function forwardSecrecyNotice(name, contact) {
+  const looking = contact.state === 'accepted' && contact.next_keys_check_at;
+  return h('div', { class: 'notice warn', role: 'note', id: 'forward-secrecy-notice' },
+    icon('alert'),
+    h('p', null, h('strong', null, 'Not forward-secret: '),
+      `${name}'s app has not published its X Chat keys yet, or ${name} uses another Nostr app (plain NIP-17). `,
+      'Messages are end-to-end encrypted, but a key stolen later could decrypt them. ',
+      looking
+        ? 'X Chat keeps looking for their keys and switches to forward secrecy as soon as they appear.'
+        : 'X Chat looks for their keys again once you accept them or write to them.'));
 }
 
 /** A contact's verified mark or warning changed: redraw where it shows. */
@@ -495,6 +512,7 @@ function fillMessage(li, m) {
     m.deleted
       ? h('p', { class: 'body' }, h('em', null, m.outgoing ? 'You deleted this message' : 'This message was deleted'))
       : h('p', { class: 'body', dir: 'auto' }, m.body),
+    m.note && !m.deleted ? h('p', { class: 'note' }, icon('alert'), h('span', null, `${m.note[0].toUpperCase()}${m.note.slice(1)}.`)) : null,
     h('div', { class: 'meta' },
       m.edited_at && !m.deleted ? h('span', { class: 'edited' }, 'edited') : null,
       h('time', { datetime: new Date(m.sent_at).toISOString(), title: fullTime(m.sent_at) }, timeOf(m.sent_at)),

@@ -302,6 +302,7 @@ export function openSettings(actions) {
       const details = [];
       if (health.state === 'connected' && health.latency_ms != null) details.push(`${Math.round(health.latency_ms)} ms`);
       if (health.state !== 'connected' && health.last_error) details.push(health.last_error);
+      if (health.warning) details.push(`Warning: ${health.warning}`);
       if (health.state === 'disconnected' && health.next_retry_at) {
         details.push(`retrying in ${Math.max(0, Math.round(health.next_retry_at - Date.now() / 1000))} s`);
       }

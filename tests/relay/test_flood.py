@@ -164,6 +164,15 @@ def test_an_event_that_waits_too_long_is_refused_and_none_is_lost(relay_factory:
     relay = relay_factory(flood_config(ingest_wait=0.2, batch_delay=1.0))
 
     async def scenario() -> tuple[list[Any], int]:
+        headers = {"Accept": "application/nostr+json"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(relay.http_url, headers=headers) as response,
+        ):
+            published = (await response.json(content_type=None))["xchat_limits"]
+        assert published["max_ingest_events"] == 64  # NIP-11 lists the bounds in force
+        assert published["max_ingest_bytes"] == 2 * 1024 * 1024
+        assert published["ingest_wait"] == 0.2
         _, _, results, _ = await flood_and_measure(relay)
         authors = [events[0].pubkey for events, _ in results]
         return results, await stored_count(relay, authors)

@@ -33,7 +33,14 @@ from xchat.crypto.keystore import DEFAULT_KDF, KdfParams, open_keystore, seal_ke
 from xchat.errors import InvalidInput, KeystoreCorrupt, KeystoreError
 from xchat.wire.relay_url import normalize_relay_url
 
-__all__ = ["MIN_PASSPHRASE_LENGTH", "Home", "Unlocked", "default_home"]
+__all__ = [
+    "MIN_PASSPHRASE_LENGTH",
+    "RUNTIME_FILE",
+    "Home",
+    "Unlocked",
+    "default_home",
+    "read_runtime",
+]
 
 MIN_PASSPHRASE_LENGTH: Final = 8
 _SECRETS_VERSION: Final = 1
@@ -210,3 +217,26 @@ def _parse_secrets(data: bytes) -> dict[str, Any]:
     ):
         raise KeystoreCorrupt("the keystore's contents have an unknown format")
     return secrets
+
+
+#: Written by a running node (its URL, API token and pid), read by the CLI to find it.
+RUNTIME_FILE: Final = "node.json"
+
+
+def read_runtime(home: Home) -> dict[str, Any] | None:
+    """The running node's URL, token and pid, or None when no node runs for this home."""
+    try:
+        data = orjson.loads((home.path / RUNTIME_FILE).read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        return None
+    pid = data.get("pid")
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    return data

@@ -22,8 +22,7 @@ import orjson
 
 from xchat.core.identity import ContactCard
 from xchat.errors import InvalidInput, XChatError
-from xchat.home import Home
-from xchat.node.runner import read_runtime
+from xchat.home import Home, read_runtime
 
 __all__ = ["NodeClient", "NodeNotRunning", "printable"]
 

@@ -21,7 +21,7 @@ import time
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 import orjson
@@ -29,7 +29,7 @@ from aiohttp import web
 
 from xchat.core.identity import Identity
 from xchat.errors import InvalidInput, XChatError
-from xchat.home import Home, Unlocked, check_passphrase, write_private
+from xchat.home import RUNTIME_FILE, Home, Unlocked, check_passphrase, read_runtime, write_private
 from xchat.node.api import make_app
 from xchat.node.service import Node, config_from_env
 from xchat.relay.config import DEFAULT_PORT
@@ -39,27 +39,7 @@ __all__ = ["DEFAULT_API_PORT", "RUNTIME_FILE", "NodeHost", "read_runtime", "run_
 log = logging.getLogger("xchat.node")
 
 DEFAULT_API_PORT: Final = 7440
-RUNTIME_FILE: Final = "node.json"
 TOKEN_FILE: Final = "api-token"  # noqa: S105 - a file name, not a secret
-
-
-def read_runtime(home: Home) -> dict[str, Any] | None:
-    """The running node's URL, token and pid, or None when no node runs for this home."""
-    try:
-        data = orjson.loads((home.path / RUNTIME_FILE).read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-        return None
-    pid = data.get("pid")
-    if isinstance(pid, int):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-    return data
 
 
 class EmbeddedRelay:

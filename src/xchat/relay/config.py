@@ -95,6 +95,13 @@ class RelayLimits:
     #: REQs served from the store at once by one connection (the others wait their turn).
     max_concurrent_queries: int = 8
     max_queries_per_connection: int = 2
+    #: Events received and not yet answered (being verified or committed), for all
+    #: connections, by number and by bytes of JSON (exceeded by less than one event).
+    #: At either bound a connection's next EVENT waits, and its reading pauses, for up
+    #: to ``ingest_wait`` seconds; then it is refused ``OK false "rate-limited: ..."``.
+    max_ingest_events: int = 8192
+    max_ingest_bytes: int = 16 * 1024 * 1024
+    ingest_wait: float = 10.0
 
     def check(self) -> None:
         for f in dataclasses.fields(self):

@@ -12,6 +12,15 @@ libsecp256k1 and SQLite release the GIL while they work. (Verifying in a separat
 process was measured too: the hand-over cost more than the GIL waits it saved.) A submitted
 event's future resolves only after its batch is committed (``OK true`` means durable);
 ephemeral events are verified and relayed without being stored.
+
+Bounded memory. Events submitted and not yet answered (queued, being verified, waiting
+for or inside a commit) are counted, by number and by bytes of JSON; once either reaches
+its bound (``max_events``, ``max_bytes``; the bytes may be exceeded by less than one
+event), :meth:`Ingestor.admit` makes a connection wait before submitting its next event,
+so its reading pauses (aiohttp then stops reading its socket, and TCP slows the client)
+instead of the queue growing. A connection that waits longer than its timeout gets its
+event refused with ``OK false "rate-limited: ..."``. With many connections flooding at
+once, each holds at most the one event it waits to submit.
 """
 
 from __future__ import annotations
@@ -59,6 +68,8 @@ class Ingestor:
         *,
         max_batch: int = 512,
         max_delay: float = 0.002,
+        max_events: int = 8192,
+        max_bytes: int = 16 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -73,6 +84,12 @@ class Ingestor:
         self._verifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xchat-verify")
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._pending = 0  # events submitted and not answered yet
+        self._pending_bytes = 0  # their JSON
+        self._room = asyncio.Event()
+        self._full_logged = -1e9
         self.committed_batches = 0
 
     def start(self) -> None:
@@ -88,12 +105,56 @@ class Ingestor:
             future.set_result(Rejected("error: the relay is shutting down"))
             return future
         self._queue.append((stored, future))
+        self._pending += 1
+        self._pending_bytes += len(stored.json)
         self._arrived.set()
         return future
 
     @property
     def backlog(self) -> int:
         return len(self._queue)
+
+    @property
+    def pending(self) -> tuple[int, int]:
+        """Events submitted and not answered yet, and their bytes of JSON."""
+        return self._pending, self._pending_bytes
+
+    def has_room(self) -> bool:
+        return self._pending < self._max_events and self._pending_bytes < self._max_bytes
+
+    async def admit(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until an event may be submitted.
+
+        True at once while below the bounds, or when closing (:meth:`submit` then
+        refuses); False if the bounds were still reached after ``timeout``.
+        """
+        if self.has_room() or self._closing:
+            return True
+        now = time.monotonic()
+        if now - self._full_logged > 60:  # say so, at most once a minute
+            self._full_logged = now
+            log.warning(
+                "the ingest queue is full (%d events, %d bytes); connections wait to submit",
+                self._pending,
+                self._pending_bytes,
+            )
+        try:
+            async with asyncio.timeout(timeout):
+                while not (self.has_room() or self._closing):
+                    self._room.clear()
+                    await self._room.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _settle(self, stored: StoredEvent, future: asyncio.Future[Result], result: Result) -> None:
+        self._pending -= 1
+        self._pending_bytes -= len(stored.json)
+        _resolve(future, result)
+
+    def _wake(self) -> None:
+        if self.has_room() or self._closing:
+            self._room.set()
 
     async def _verify_stage(self) -> None:
         loop = asyncio.get_running_loop()
@@ -118,12 +179,13 @@ class Ingestor:
             for ok, item in zip(valid, batch, strict=True):
                 stored, future = item
                 if not ok:
-                    _resolve(future, Rejected("invalid: signature does not verify"))
+                    self._settle(stored, future, Rejected("invalid: signature does not verify"))
                 elif is_ephemeral(stored.event.kind):
-                    _resolve(future, SaveOutcome(SaveStatus.STORED))
+                    self._settle(stored, future, SaveOutcome(SaveStatus.STORED))
                     self._fan_out(stored)
                 else:
                     keep.append(item)
+            self._wake()
             if keep:
                 await self._verified.put(keep)
 
@@ -138,14 +200,17 @@ class Ingestor:
                 )
             except Exception:
                 log.exception("storing a batch of %d events failed", len(batch))
-                for _, future in batch:
-                    _resolve(future, Rejected("error: the relay could not store the event"))
+                for stored, future in batch:
+                    refused = Rejected("error: the relay could not store the event")
+                    self._settle(stored, future, refused)
+                self._wake()
                 continue
             self.committed_batches += 1
             for (stored, future), outcome in zip(batch, outcomes, strict=True):
-                _resolve(future, outcome)
+                self._settle(stored, future, outcome)
                 if outcome.is_new:
                     self._fan_out(stored)
+            self._wake()
 
     def _fan_out(self, stored: StoredEvent) -> None:
         try:
@@ -157,6 +222,7 @@ class Ingestor:
         """Refuse new events, commit everything queued, then stop."""
         self._closing = True
         self._arrived.set()
+        self._room.set()  # waiting connections submit, and are refused
         if self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*self._tasks)

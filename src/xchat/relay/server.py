@@ -313,6 +313,8 @@ class Relay:
             self._fan_out,
             max_batch=config.batch_max_events,
             max_delay=config.batch_max_delay,
+            max_events=limits.max_ingest_events,
+            max_bytes=limits.max_ingest_bytes,
         )
         self._purger: asyncio.Task[None] | None = None
         self.app = web.Application()
@@ -439,6 +441,9 @@ class Relay:
                 "query_window_bytes": limits.query_window_bytes,
                 "max_concurrent_queries": limits.max_concurrent_queries,
                 "max_queries_per_connection": limits.max_queries_per_connection,
+                "max_ingest_events": limits.max_ingest_events,
+                "max_ingest_bytes": limits.max_ingest_bytes,
+                "ingest_wait": limits.ingest_wait,
                 "gift_wraps_only_to_recipient": self.config.protect_gift_wraps,
             },
         }
@@ -520,6 +525,9 @@ class Relay:
         refusal = event_refusal(self.config.limits, conn.authed, event, int(time.time()))
         if refusal is not None:
             conn.send(m.ok_message(event.id, False, refusal))
+            return
+        if not await self.ingest.admit(self.config.limits.ingest_wait):
+            conn.send(m.ok_message(event.id, False, "rate-limited: the relay is busy; retry"))
             return
         future = self.ingest.submit(StoredEvent(event, message.json))
         future.add_done_callback(lambda f: conn.send(ok_for(event.id, f.result())))

@@ -139,15 +139,15 @@ class CatchUp:
         if not mine:
             p.done = True  # nothing left at or before until: all read
             return
-        below = [e.created_at for e in mine if p.until is None or e.created_at < p.until]
-        if below:
-            p.until = min(below)
-        elif any(e.id in fresh for e in mine) and p.seconds[p.until] < self.max_limit:
-            pass  # new events of the second until names: ask for it again, larger
-        else:
-            assert p.until is not None
-            p.until -= 1  # all of that second that the relay gives is in
-        if p.until < p.since:
+        until = p.until
+        below = [e.created_at for e in mine if until is None or e.created_at < until]
+        if below or until is None:
+            until = min(below)
+        elif not any(e.id in fresh for e in mine) or p.seconds[until] >= self.max_limit:
+            until -= 1  # all of that second that the relay gives is in
+        # else: new events of the second until names: ask for it again, larger
+        p.until = until
+        if until < p.since:
             p.done = True
 
     def page(self, events: list[Event], *, complete: bool) -> list[Event]:

@@ -1100,9 +1100,9 @@ def test_held_envelopes_survive_a_reopen_and_keep_their_first_time(
     store.hold("a" * 64, '{"id": "a"}', 100, 10)
     store.hold("a" * 64, '{"id": "a"}', 100, 30)  # again: the first time stays
     store = reopen(store, path)
-    assert store.held() == [('{"id": "a"}', 10), ('{"id": "b"}', 20)]
+    assert store.held() == [("a" * 64, '{"id": "a"}', 10), ("b" * 64, '{"id": "b"}', 20)]
     store.release(["a" * 64, "c" * 64])
-    assert store.held() == [('{"id": "b"}', 20)]
+    assert store.held() == [("b" * 64, '{"id": "b"}', 20)]
     store.close()
 
 

@@ -944,15 +944,16 @@ class NodeStore:
         with _GUARD:
             self._db().executemany("DELETE FROM held WHERE event_id = ?", [(i,) for i in event_ids])
 
-    def held(self) -> list[tuple[str, int]]:
-        """Every held envelope's JSON and the time it was first held, oldest first."""
+    def held(self) -> list[tuple[str, str, int]]:
+        """Every held envelope: its id, JSON and the time it was first held, oldest
+        first."""
         with _GUARD:
             rows = (
                 self._db()
-                .execute("SELECT event, held_at FROM held ORDER BY held_at, event_id")
+                .execute("SELECT event_id, event, held_at FROM held ORDER BY held_at, event_id")
                 .fetchall()
             )
-        return [(str(r[0]), int(r[1])) for r in rows]
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
     def save_chain(self, ratchet: bytes, state: str, at: int) -> None:
         with _GUARD:

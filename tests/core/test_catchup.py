@@ -156,8 +156,11 @@ def test_pages_shrink_to_the_byte_target_and_halve_after_a_drop() -> None:
     before = catch_up.request()[0]["until"]
     catch_up.page(big[10:11], complete=False)  # dropped mid-answer
     assert catch_up.limits() == [limit // 2]
+    assert catch_up.page_bytes == 512 * 1024  # aims lower from now on
     assert catch_up.request()[0]["until"] == before  # resumed, not restarted
     assert catch_up.drops == 1
+    catch_up.page(big[11:13], complete=True)
+    assert catch_up.limits()[0] * event_size(big[0]) <= 512 * 1024
 
 
 def test_small_events_page_at_the_largest_limit() -> None:

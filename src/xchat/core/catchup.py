@@ -24,9 +24,12 @@ Per filter it keeps ``until`` (the next page ends there, inclusive) and ``limit`
   relay's own limit, cannot be paged past by ``until`` (a limit of NIP-01 paging; gift
   wraps spread over 172,801 seconds): that second is left once no page brings more.
 * **Dropped connections.** After an incomplete page (the connection dropped before
-  ``EOSE``), the events that came are delivered, every active filter's ``limit`` is
-  halved (and capped by the size estimate of what came), and ``until`` is kept: the
-  caller reconnects and resumes with :meth:`request`, not from scratch.
+  ``EOSE``), the events that came are delivered, the byte target is halved (down to
+  :data:`MIN_PAGE_BYTES`: the relay drops pages that large, so later pages aim lower),
+  every active filter's ``limit`` is halved (and capped by the size estimate of what
+  came), and ``until`` is kept: the caller reconnects and resumes with :meth:`request`,
+  not from scratch. The caller may start its next catch-up of the same relay with the
+  lowered target (:attr:`page_bytes`).
 
 Termination: every complete page either lowers a filter's ``until`` (bounded below by
 its ``since``, or 0), or delivers new events of the second ``until`` names (at most
@@ -49,6 +52,8 @@ __all__ = ["FIRST_LIMIT", "MAX_LIMIT", "PAGE_BYTES", "CatchUp", "event_size"]
 #: Bytes one page should hold (all its filters together): well under the 8 MiB at which
 #: ``xchat relay`` used to drop a connection, and a few seconds of a slow link.
 PAGE_BYTES: Final = 1024 * 1024
+#: The smallest page target after halvings (one large gift wrap is ~88 KB).
+MIN_PAGE_BYTES: Final = 16 * 1024
 #: The largest ``limit`` asked for (``xchat relay``'s own).
 MAX_LIMIT: Final = 500
 #: The ``limit`` of a first page, before any size is known (~1 MiB of typical wraps).
@@ -105,7 +110,8 @@ class CatchUp:
     _got: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        limit = max(1, min(self.first_limit, self.max_limit))
+        scaled = self.first_limit * self.page_bytes // PAGE_BYTES  # a smaller target
+        limit = max(1, min(self.first_limit, scaled, self.max_limit))
         for f in self.filters:
             base = {k: v for k, v in f.items() if k not in ("limit", "until")}
             self._paging.append(_Paging(base, parse_filter(base), limit))
@@ -165,6 +171,8 @@ class CatchUp:
                     p.seconds[event.created_at] += 1
         if not complete:
             self.drops += 1
+            # the relay drops pages of this size: aim lower from now on
+            self.page_bytes = max(MIN_PAGE_BYTES, self.page_bytes // 2)
             for p in active:
                 fit = self._fit(e for e in events if p.parsed.matches(e))
                 p.limit = max(p.floor(self.max_limit), min(p.limit // 2, fit or p.limit))

@@ -64,7 +64,7 @@ from typing import Any, Final
 import aiohttp
 import orjson
 
-from xchat.core.catchup import CatchUp
+from xchat.core.catchup import PAGE_BYTES, CatchUp
 from xchat.crypto.keys import SecretKey
 from xchat.node.relay_client import (
     PublishResult,
@@ -185,6 +185,8 @@ class _Reader:
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # ends a backoff early
     #: Catch-ups cut short by a dropped connection, to resume (by lane key and filters).
     resume: dict[str, CatchUp] = field(default_factory=dict)
+    #: Bytes a catch-up page aims at: lowered for good when the relay drops pages.
+    page_bytes: int = PAGE_BYTES
     #: When the latest catch-up of every key that was completed on every lane began
     #: (Unix seconds): every event stored before then has been delivered.
     complete_since: int | None = None
@@ -507,11 +509,12 @@ class RelayPool:
         catch-up is kept on the reader: the next connection resumes it with smaller
         pages instead of starting again."""
         key = orjson.dumps([lane.only, filters]).decode()
-        state = reader.resume.pop(key, None) or CatchUp(filters)
+        state = reader.resume.pop(key, None) or CatchUp(filters, page_bytes=reader.page_bytes)
         while not state.done:
             events, complete = await self._page(lane, state.request())
             for event in state.page(events, complete=complete):
                 await self._deliver(reader, event)
+            reader.page_bytes = min(reader.page_bytes, state.page_bytes)
             if not complete:
                 if len(reader.resume) < _MAX_RESUMED:
                     reader.resume[key] = state

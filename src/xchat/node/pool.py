@@ -511,7 +511,12 @@ class RelayPool:
         key = orjson.dumps([lane.only, filters]).decode()
         state = reader.resume.pop(key, None) or CatchUp(filters, page_bytes=reader.page_bytes)
         while not state.done:
-            events, complete = await self._page(lane, state.request())
+            try:
+                events, complete = await self._page(lane, state.request())
+            except RelayError:
+                if len(reader.resume) < _MAX_RESUMED:
+                    reader.resume[key] = state  # refused or closed: resume it next time
+                raise
             for event in state.page(events, complete=complete):
                 await self._deliver(reader, event)
             reader.page_bytes = min(reader.page_bytes, state.page_bytes)

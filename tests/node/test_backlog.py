@@ -129,7 +129,7 @@ def test_a_receiver_killed_in_the_middle_of_its_catch_up_loses_and_repeats_nothi
     _send_many(alice, bob, 3_000)
     bob.start()
     wait_for(
-        lambda: (s := bob.status())["held"] > 0 and 300 <= s["received"] < 2_500,
+        lambda: (s := bob.status())["held"] > 0 and s["received"] > 0,
         timeout=120,
         what="bob in the middle of his catch-up, holding envelopes",
     )

@@ -9,10 +9,10 @@ import orjson
 import pytest
 
 from tests.conftest import bundle_of, make_device
-from xchat.core import channel as channel_module
-from xchat.core.channel import HOLD_SECONDS, SKIPPED_KEYS, Channel, Incoming
+from xchat.core.channel import SKIPPED_KEYS, Channel, Incoming
 from xchat.core.device import DeviceBundle
 from xchat.core.envelope import BUCKETS, KIND_GIFT_WRAP, MAX_TIME_SPREAD, gift_wrap
+from xchat.core.holdback import ChainState
 from xchat.core.mailbox import EPOCH_SECONDS, SEED_LIFETIME
 from xchat.core.message import Delivered, Edit, Reaction, Text, new_message_id
 from xchat.core.session import Session
@@ -474,9 +474,12 @@ def test_without_holding_back_the_same_batches_lose_messages(now: int) -> None:
     assert lost > 0
 
 
-def test_a_held_envelope_opens_after_the_hold_when_its_gap_never_fills(
+def test_a_held_envelope_waits_for_evidence_then_opens_and_reports_the_lost(
     alice: Channel, bob: Channel, now: int
 ) -> None:
+    """No time limit: a far-ahead envelope waits until the caller has evidence that
+    its gap never fills (every relay read back since it was held); then it opens and
+    reports the messages given up, which then fail to open as the ratchet forgot them."""
     session = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
     sent = [text(f"m{i}", now) for i in range(SKIPPED_KEYS + 11)]
     wraps = [alice.seal(session, m, now, os.urandom) for m in sent]
@@ -484,14 +487,85 @@ def test_a_held_envelope_opens_after_the_hold_when_its_gap_never_fills(
     assert bob.open_batch([ahead], now, os.urandom) == []
     assert bob.holding == 1
     assert bob.open_batch([ahead], now, os.urandom) == []  # given again: still one
-    assert bob.open_batch([], now + HOLD_SECONDS - 1, os.urandom) == []
-    results = bob.open_batch([], now + HOLD_SECONDS, os.urandom)
+    assert bob.open_batch([], now + 86400, os.urandom) == []  # a day: still held
+    assert bob.open_batch([], now + 5, os.urandom, give_up_before=now) == []  # not before
+    results = bob.open_batch([], now + 5, os.urandom, give_up_before=now + 1)
     assert opened_ids(results) == [sent[-1].id]
+    (incoming,) = [r for _, r in results if isinstance(r, Incoming)]
+    assert incoming.lost == 50  # 0..49: ten forgotten, forty no longer waited for
     assert bob.holding == 0
     # the late ones: the ratchet kept the newest SKIPPED_KEYS keys, the oldest are gone
-    late = bob.open_batch(wraps[:-1], now + HOLD_SECONDS, os.urandom)
+    late = bob.open_batch(wraps[:-1], now + 5, os.urandom)
     assert opened_ids(late) == [m.id for m in sent[10:-1]]
     assert all(isinstance(r, DecryptionError) for _, r in late[:10])
+
+
+def test_a_far_ahead_envelope_opens_at_once_once_its_gap_fills(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    session = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
+    wraps = [alice.seal(session, text(f"m{i}", now), now, os.urandom) for i in range(60)]
+    assert bob.open_batch(wraps[50:], now, os.urandom) == []
+    added, removed = bob.take_held_changes()
+    assert sorted(e.id for e, _ in added) == sorted(w.id for w in wraps[50:])
+    assert all(since == now for _, since in added)
+    assert removed == []
+    results = bob.open_batch(wraps[:50], now + 1, os.urandom)
+    assert len(opened_ids(results)) == 60
+    assert bob.holding == 0
+    assert all(r.lost == 0 for _, r in results if isinstance(r, Incoming))
+    added, removed = bob.take_held_changes()
+    assert added == []
+    assert sorted(removed) == sorted(w.id for w in wraps[50:])
+
+
+def test_a_backlog_of_thousands_in_random_order_and_pages_loses_nothing(
+    alice: Channel, bob: Channel, now: int
+) -> None:
+    """The defect of issue 9: 3,000 messages of one chain, read back 100 at a time in
+    random order with no time passing. The old hold-back (2,000 envelopes, 2 s) opened
+    far-ahead ones and lost the ones before them; now nothing is lost."""
+    session = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
+    sent = [text(f"m{i}", now) for i in range(3000)]
+    wraps = [alice.seal(session, m, now, os.urandom) for m in sent]
+    shuffled = random.Random(9).sample(wraps, len(wraps))
+    got: list[str] = []
+    for start in range(0, len(shuffled), 100):
+        results = bob.open_batch(shuffled[start : start + 100], now, os.urandom)
+        assert all(isinstance(r, Incoming) for _, r in results)
+        got += opened_ids(results)
+    assert bob.holding == 0
+    assert bob.take_deferred() == []
+    assert sorted(got) == sorted(m.id for m in sent)
+
+
+def test_held_envelopes_and_chain_progress_survive_a_restart(now: int) -> None:
+    alice_device, bob_device = make_device("alice", now), make_device("bob", now)
+    alice, bob = Channel(alice_device), Channel(bob_device)
+    a, b = connect(alice, bob, now)
+    wraps = [alice.seal(a, text(f"m{i}", now), now, os.urandom) for i in range(150)]
+    bob.open_batch(wraps[:100], now, os.urandom)  # the chain is opened up to 100
+    assert bob.open_batch(wraps[145:], now, os.urandom) == []  # 145..149 wait for 100..144
+    held, _ = bob.take_held_changes()
+    chains = {r: ChainState.from_json(c.to_json()) for r, c in bob.take_chain_changes().items()}
+    storage = os.urandom(32)
+    bob2 = Channel(
+        bob_device, [Session.from_record(b.to_record(storage, os.urandom), b.session_id, storage)]
+    )
+    bob2.restore_chains(chains)
+    assert bob2.restore_held(held, now) == []
+    assert bob2.holding == 5
+    # 100..144 come: chain order from index 100, nothing waits for 0..99 again
+    results = bob2.open_batch(wraps[100:145], now + 1, os.urandom)
+    assert len(opened_ids(results)) == 50
+    assert bob2.holding == 0
+
+
+def test_a_chain_state_from_disk_is_checked() -> None:
+    assert ChainState.from_json(ChainState(5, {1, 3}).to_json()) == ChainState(5, {1, 3})
+    for bad in (b"", b"[]", b'{"next": 2, "missing": [5]}', b'{"next": -1, "missing": []}'):
+        with pytest.raises(DecodeError):
+            ChainState.from_json(bad)
 
 
 def test_messages_in_order_or_slightly_out_of_order_are_never_held(
@@ -506,17 +580,23 @@ def test_messages_in_order_or_slightly_out_of_order_are_never_held(
     assert bob.holding == 0
 
 
-def test_held_envelopes_are_bounded(
-    alice: Channel, bob: Channel, now: int, monkeypatch: pytest.MonkeyPatch
+def test_held_envelopes_are_bounded_in_bytes_and_the_rest_deferred(
+    alice: Channel, bob: Channel, now: int
 ) -> None:
-    """A flood of envelopes far ahead cannot grow memory: past the bound, the oldest
-    held are opened at once."""
-    monkeypatch.setattr(channel_module, "_MAX_HELD", 5)
+    """A flood of envelopes far ahead cannot grow memory: past the byte bound they are
+    deferred (neither opened, nor held, nor to be marked seen), for a later read."""
     session = alice.open_session(bundle_of(bob.device, now), now, os.urandom)
     wraps = [alice.seal(session, text(f"m{i}", now), now, os.urandom) for i in range(60)]
+    bob._hold.max_bytes = 5 * len(wraps[0].content) + 5 * 1000  # room for about five
     results = bob.open_batch(wraps[45:], now, os.urandom)
+    assert results == []
     assert bob.holding == 5
-    assert len(opened_ids(results)) == 10
+    deferred = bob.take_deferred()
+    assert len(deferred) == 10
+    assert not {e.id for e in deferred} & {w.id for w in wraps[45:50]}
+    # once the gap fills, the deferred ones open when they are read again
+    assert len(opened_ids(bob.open_batch(wraps[:45], now, os.urandom))) == 50
+    assert len(opened_ids(bob.open_batch(deferred, now, os.urandom))) == 10
 
 
 def test_open_batch_reports_bad_envelopes_beside_good_ones(

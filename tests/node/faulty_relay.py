@@ -6,6 +6,7 @@ Run it as its own process (so that node processes can use it too)::
         [--drop 0.2] [--dup 0.2] [--reorder 0.3] [--hold 3] [--hold-seconds 1.0] \\
         [--drop-publish 0.1] [--refuse-auth] [--no-auth] [--challenge-on-refusal] \\
         [--one-key] [--auth-to-publish] [--latency-ms 0] [--seed N] \\
+        [--page-limit N] [--shuffle-stored] [--drop-page-bytes N] \\
         [--host 127.0.0.1] [--port 0]
 
 The first line on stdout is ``faulty relay listening on ws://HOST:PORT``. It serves
@@ -38,6 +39,12 @@ ways, except:
 * ``--auth-to-publish`` answers an ``EVENT`` itself with ``OK false``
   (``auth-required: ...``) on a connection that has sent no ``AUTH`` yet.
 * ``--latency-ms`` delays every message, both ways, by that much (order kept).
+* ``--page-limit N`` lowers every filter's ``limit`` in a client ``REQ`` to at most N
+  (a relay with small pages); ``--shuffle-stored`` sends the stored events of each
+  ``REQ`` (those before its ``EOSE``) in a random order instead of the relay's;
+  ``--drop-page-bytes N`` closes the client's connection once the stored events of one
+  ``REQ`` pass N bytes (what ``xchat relay`` did once 8 MiB waited to be sent), counted
+  in ``page_drops``.
 
 If the upstream relay cannot be reached, the client's WebSocket is accepted and then
 closed (1011): a relay that is up but broken.
@@ -95,6 +102,9 @@ class Faults:
     auth_to_publish: bool = False
     latency: float = 0.0  # seconds
     seed: int = 0
+    page_limit: int = 0  # 0: the relay's own
+    shuffle_stored: bool = False
+    drop_page_bytes: int = 0  # 0: never
 
 
 @dataclass
@@ -117,6 +127,9 @@ class _Link:
     challenge: str | None = None  # held back until a refusal (--challenge-on-refusal)
     auths: int = 0
     held: list[_Held] = field(default_factory=list)
+    stored: dict[str, list[str]] = field(default_factory=dict)  # --shuffle-stored
+    stored_bytes: dict[str, int] = field(default_factory=dict)  # --drop-page-bytes
+    dropped: bool = False
     to_client: asyncio.Queue[tuple[float, str]] = field(default_factory=asyncio.Queue)
     to_upstream: asyncio.Queue[tuple[float, str]] = field(default_factory=asyncio.Queue)
     #: What the client sent, for ``GET /connections``.
@@ -125,8 +138,19 @@ class _Link:
     # -- relay -> client ----------------------------------------------------------------
 
     def from_upstream(self, text: str) -> None:
+        if self.dropped:
+            return
         msg = _load(text)
         verb = msg[0] if msg else None
+        stored = verb == "EVENT" and len(msg) >= 3 and str(msg[1]) not in self.live
+        if stored and self._stored_event(str(msg[1]), text):
+            return
+        if verb in ("EOSE", "CLOSED") and len(msg) >= 2:
+            self.stored_bytes.pop(str(msg[1]), None)
+            events = self.stored.pop(str(msg[1]), [])
+            self.rng.shuffle(events)
+            for event in events:
+                self.send_client(event)
         if verb == "EOSE" and len(msg) >= 2:
             self.live.add(str(msg[1]))
         elif verb == "CLOSED" and len(msg) >= 2:
@@ -161,6 +185,25 @@ class _Link:
                 self.held.append(_Held(text, after, time.monotonic() + f.hold_seconds))
                 return
         self.send_client(text)
+
+    def _stored_event(self, sub_id: str, text: str) -> bool:
+        """A stored event of ``sub_id``: True if it was taken (kept back to shuffle, or
+        the connection dropped)."""
+        f = self.faults
+        if f.drop_page_bytes:
+            size = self.stored_bytes.get(sub_id, 0) + len(text)
+            self.stored_bytes[sub_id] = size
+            if size > f.drop_page_bytes:
+                self.stats["page_drops"] += 1
+                self.dropped = True
+                asyncio.get_running_loop().create_task(
+                    self.client.close(code=1008, message=b"too slow to read")
+                )
+                return True
+        if f.shuffle_stored:
+            self.stored.setdefault(sub_id, []).append(text)
+            return True
+        return False
 
     def send_client(self, text: str) -> None:
         """Queue ``text`` for the client; held messages whose turn came follow it."""
@@ -208,6 +251,8 @@ class _Link:
             self._record(msg)
         if verb in ("REQ", "CLOSE") and len(msg) >= 2:
             self.live.discard(str(msg[1]))  # a new REQ starts with stored events again
+            if verb == "REQ" and self.faults.page_limit:
+                text = json.dumps([*msg[:2], *map(self._small_page, msg[2:])])
         elif verb == "EVENT":
             if self.auths:  # what a relay would learn: the publisher's authenticated keys
                 self.stats["events_from_authenticated"] += 1
@@ -231,6 +276,15 @@ class _Link:
         elif verb == "AUTH":
             self.auths += 1
         self.to_upstream.put_nowait((time.monotonic() + self.faults.latency, text))
+
+    def _small_page(self, f: object) -> object:
+        if not isinstance(f, dict):
+            return f
+        limit = f.get("limit")
+        if not isinstance(limit, int) or limit > self.faults.page_limit:
+            self.stats["pages_limited"] += 1
+            return {**f, "limit": self.faults.page_limit}
+        return f
 
 
 def _load(text: str) -> list[Any]:
@@ -387,6 +441,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay every message")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--page-limit", type=int, default=0, help="lower every REQ limit")
+    parser.add_argument("--shuffle-stored", action="store_true", help="stored events in any order")
+    parser.add_argument(
+        "--drop-page-bytes", type=int, default=0, help="drop a connection past N stored bytes"
+    )
     args = parser.parse_args(argv)
     faults = Faults(
         drop=args.drop,
@@ -402,6 +461,9 @@ def main(argv: list[str] | None = None) -> None:
         auth_to_publish=args.auth_to_publish,
         latency=args.latency_ms / 1000,
         seed=args.seed,
+        page_limit=args.page_limit,
+        shuffle_stored=args.shuffle_stored,
+        drop_page_bytes=args.drop_page_bytes,
     )
 
     def ready(line: str) -> None:
@@ -466,6 +528,9 @@ def start_faulty_relay(
     latency_ms: float = 0.0,
     seed: int = 0,
     port: int = 0,
+    page_limit: int = 0,
+    shuffle_stored: bool = False,
+    drop_page_bytes: int = 0,
 ) -> FaultyRelay:
     """Start ``python -m tests.node.faulty_relay`` and wait (at most 30 s) for its URL."""
     args = [
@@ -492,7 +557,13 @@ def start_faulty_relay(
         str(latency_ms),
         "--seed",
         str(seed),
+        "--page-limit",
+        str(page_limit),
+        "--drop-page-bytes",
+        str(drop_page_bytes),
     ]
+    if shuffle_stored:
+        args.append("--shuffle-stored")
     if refuse_auth:
         args.append("--refuse-auth")
     if no_auth:

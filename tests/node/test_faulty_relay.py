@@ -158,3 +158,36 @@ def test_auth_refused_or_never_offered_and_a_dead_upstream(
     assert silent.stats()["challenges_swallowed"] >= 1
     assert on_demand.stats()["challenges_on_refusal"] == 1
     assert broken.stats()["upstream_failures"] == 1
+
+
+@pytest.mark.timeout(90)
+def test_stored_events_come_in_small_shuffled_pages_and_a_large_page_drops(
+    relays: StartRelay, faulty_relays: StartFaulty
+) -> None:
+    relay = relays()
+    small = faulty_relays(relay.url, page_limit=7, shuffle_stored=True, seed=3)
+    dropping = faulty_relays(relay.url, drop_page_bytes=3000)
+    key = new_key()
+    events = [make_event(key, content=f"event {i:02d} " + "x" * 200) for i in range(30)]
+
+    async def scenario() -> tuple[list[str], list[str], bool]:
+        async with await RelayConnection.connect(relay.url) as direct:
+            for event in events:
+                assert (await direct.publish(event)).accepted
+        async with await RelayConnection.connect(small.url) as conn:
+            got = [e.id for e in await conn.query([{"authors": [key.public_key.hex]}])]
+            again = [e.id for e in await conn.query([{"authors": [key.public_key.hex]}])]
+        async with await RelayConnection.connect(dropping.url) as conn:
+            with pytest.raises(RelayError):
+                await conn.query([{"authors": [key.public_key.hex]}])
+            closed = conn.closed
+        return got, again, closed
+
+    got, again, closed = run(scenario())  # type: ignore[misc]
+    newest = [e.id for e in sorted(events, key=lambda e: (-e.created_at, e.id))][:7]
+    assert len(got) == 7
+    assert set(got) == set(again)  # the same page, however it is ordered
+    assert got != again or got != newest  # shuffled (seeded: not in the relay's order)
+    assert closed
+    assert dropping.stats()["page_drops"] == 1
+    assert small.stats()["pages_limited"] == 2

@@ -1065,3 +1065,57 @@ def test_outbox_housekeeping(tmp_path: Path) -> None:
         assert store.set_detail("nothing", "x") is False
     finally:
         store.close()
+
+
+# --- envelopes held back and chain progress (schema version 2) --------------------------------
+
+
+def test_version_1_is_upgraded_with_empty_held_and_chains_tables(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as m:
+        m.setattr(node_module, "_MIGRATIONS", node_module._MIGRATIONS[:1])
+        s = NodeStore(path, KEY)
+        s.open()
+        s.insert_message(message(id="from-v1"))
+        s.close()
+    conn = raw(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.close()
+    s = NodeStore(path, KEY)
+    s.open()
+    assert s.get_message("from-v1") is not None
+    assert s.held() == []
+    assert s.chains() == []
+    s.close()
+    conn = raw(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == CURRENT_VERSION == 2
+    conn.close()
+
+
+def test_held_envelopes_survive_a_reopen_and_keep_their_first_time(
+    store: NodeStore, path: Path
+) -> None:
+    store.hold("b" * 64, '{"id": "b"}', 100, 20)
+    store.hold("a" * 64, '{"id": "a"}', 100, 10)
+    store.hold("a" * 64, '{"id": "a"}', 100, 30)  # again: the first time stays
+    store = reopen(store, path)
+    assert store.held() == [("a" * 64, '{"id": "a"}', 10), ("b" * 64, '{"id": "b"}', 20)]
+    store.release(["a" * 64, "c" * 64])
+    assert store.held() == [("b" * 64, '{"id": "b"}', 20)]
+    store.close()
+
+
+def test_chain_states_are_replaced_and_forgotten_by_age(store: NodeStore, path: Path) -> None:
+    store.save_chain(b"r1", '{"next": 1, "missing": []}', 10)
+    store.save_chain(b"r2", '{"next": 5, "missing": [2]}', 20)
+    store.save_chain(b"r1", '{"next": 9, "missing": []}', 30)
+    store = reopen(store, path)
+    assert store.chains() == [
+        (b"r2", '{"next": 5, "missing": [2]}'),
+        (b"r1", '{"next": 9, "missing": []}'),
+    ]
+    assert store.chains(limit=1) == [(b"r1", '{"next": 9, "missing": []}')]
+    assert store.forget_chains(older_than=25) == 1
+    assert store.chains() == [(b"r1", '{"next": 9, "missing": []}')]
+    store.close()

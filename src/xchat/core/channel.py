@@ -27,10 +27,16 @@ timestamps, and a ratchet keeps at most :data:`SKIPPED_KEYS` skipped message key
 chain (vodozemac's bound: a message further behind than that can never be decrypted).
 :meth:`Channel.open_batch` therefore opens each chain in chain-index order (read from
 the Olm message's clear header, used for nothing else), and *holds back* an envelope
-whose opening would push keys of still-missing messages out of that bound: it waits up
-to :data:`HOLD_SECONDS` for the gap to fill (catch-up pages, another relay), then it is
-opened anyway. Held envelopes are kept in memory only and not reported; the caller
-marks nothing seen for them, so after a restart they are read from the relays again.
+whose opening would push keys of still-missing messages out of that bound, following
+the rules of :mod:`xchat.core.holdback`: it waits, unbounded in time, until the gap
+fills, and is opened anyway only on the caller's evidence that the missing envelopes
+are on no relay (``give_up_before``); the messages then given up are reported on the
+first message opened after them (:attr:`Incoming.lost`). Held envelopes are bounded in
+bytes; one that does not fit is *deferred* (neither opened nor held). The caller keeps
+held envelopes on disk and marks nothing seen for held or deferred ones
+(:meth:`Channel.take_held_changes`, :meth:`Channel.take_deferred`, restored with
+:meth:`Channel.restore_held`), and persists chain progress
+(:meth:`Channel.take_chain_changes`, restored with :meth:`Channel.restore_chains`).
 
 The caller persists what :class:`Incoming` and :meth:`Channel.seal` report as changed:
 the session after every send and receive, the device after a new inbound session
@@ -39,15 +45,18 @@ the session after every send and receive, the device after a new inbound session
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
+from xchat.core.catchup import event_size
 from xchat.core.device import DeviceBundle, DeviceCertificate, LocalDevice
 from xchat.core.envelope import gift_wrap, recipient_of, unwrap
+from xchat.core.holdback import SKIPPED_KEYS, ChainState, HoldBack
 from xchat.core.mailbox import LIVE_LOOKBACK, epoch_of, epoch_window
 from xchat.core.message import AppMessage
 from xchat.core.nip17 import (
@@ -71,21 +80,12 @@ from xchat.errors import (
 from xchat.wire.b64 import b64decode, b64encode
 from xchat.wire.event import Event, Rumor
 
-__all__ = ["ENVELOPE_VERSION", "HOLD_SECONDS", "SKIPPED_KEYS", "Channel", "Incoming"]
+__all__ = ["ENVELOPE_VERSION", "SKIPPED_KEYS", "Channel", "Incoming"]
 
 ENVELOPE_VERSION: Final = 1
 #: Oldest epoch (days) whose mailbox keys are kept: longer than relays keep gift wraps.
 MAX_LOOKBACK: Final = 40
 _CERT_CACHE_SIZE: Final = 4096
-#: Skipped message keys a ratchet chain keeps (vodozemac's ``MAX_MESSAGE_KEYS``).
-SKIPPED_KEYS: Final = 40
-#: Longest an envelope far ahead in its chain waits for the ones before it (seconds).
-HOLD_SECONDS: Final = 2
-#: Envelopes held at most; beyond that the oldest are opened at once (a flood of
-#: envelopes with forged headers cannot grow memory).
-_MAX_HELD: Final = 2000
-#: Chains whose progress is tracked (least recently used forgotten first).
-_MAX_CHAINS: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,37 +104,6 @@ class _Unwrapped:
     key: SecretKey
     mailbox: _Mailbox | None
     position: tuple[bytes, int] | None  # the Olm message's (ratchet key, chain index)
-
-
-@dataclass(slots=True)
-class _Chain:
-    """What we opened of one ratchet chain: one past the highest index, and the indices
-    below it not opened yet whose keys the ratchet still keeps (at most SKIPPED_KEYS)."""
-
-    next: int = 0
-    missing: set[int] = field(default_factory=set)
-
-    def skipped_after(self, index: int) -> int:
-        """Skipped keys the chain would hold once ``index`` is opened."""
-        if index < self.next:
-            return len(self.missing) - (index in self.missing)
-        return len(self.missing) + index - self.next
-
-    def opened(self, index: int) -> None:
-        if index < self.next:
-            self.missing.discard(index)
-            return
-        self.missing.update(range(max(self.next, index - SKIPPED_KEYS), index))
-        self.next = index + 1
-        while len(self.missing) > SKIPPED_KEYS:  # the ratchet forgets its oldest keys
-            self.missing.discard(min(self.missing))
-
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    event: Event
-    item: _Unwrapped
-    since: int
 
 
 def _position(obj: dict[str, Any]) -> tuple[bytes, int] | None:
@@ -166,6 +135,9 @@ class Incoming:
     new_session: bool
     wrap_id: str
     peer: str = ""
+    #: Messages of this envelope's chain, before it, given up on as never coming: they
+    #: can no longer be decrypted (see :mod:`xchat.core.holdback`).
+    lost: int = 0
 
 
 class Channel:
@@ -179,8 +151,11 @@ class Channel:
         self._windows: set[int] = set()
         # verified certificates by signature, with their JSON to compare field by field
         self._certs: OrderedDict[str, tuple[dict[str, Any], DeviceCertificate]] = OrderedDict()
-        self._chains: OrderedDict[bytes, _Chain] = OrderedDict()  # by ratchet key
-        self._held: OrderedDict[str, _Held] = OrderedDict()  # by event id, oldest first
+        # held envelopes (by event id) and the progress of each ratchet chain
+        self._hold: HoldBack[tuple[Event, _Unwrapped]] = HoldBack()
+        self._held_added: dict[str, tuple[Event, int]] = {}
+        self._held_removed: set[str] = set()
+        self._deferred: list[Event] = []
         self.conversation_keys = nip44.ConversationKeyCache()
         for session in sessions or ():
             self._add(session)
@@ -319,34 +294,53 @@ class Channel:
         """
         item = self._unwrap(event, now)
         incoming = self._finish(item, event, now, rng)
-        self._opened(item)
+        if item.position is not None:
+            self._hold.opened(item.position)
         return incoming
 
     @property
     def holding(self) -> int:
         """Envelopes held back, waiting for earlier ones of their chain."""
-        return len(self._held)
+        return self._hold.count
+
+    @property
+    def held_bytes(self) -> int:
+        return self._hold.bytes
+
+    def oldest_held_since(self) -> int | None:
+        """When the longest-held envelope was first held (None: none is)."""
+        return self._hold.oldest_since()
+
+    def is_held(self, event_id: str) -> bool:
+        return event_id in self._hold
 
     def open_batch(
-        self, events: list[Event], now: int, rng: Rng
+        self,
+        events: list[Event],
+        now: int,
+        rng: Rng,
+        give_up_before: int | None = None,
     ) -> list[tuple[Event, Incoming | RemoteProtocolError]]:
         """Open many gift wraps, each Olm chain in order; every result or error, in the
         order they were processed. Envelopes held back (see the module docstring) are
         not in the result: they come out of a later call, with the envelopes that filled
-        their gap, or on their own once held :data:`HOLD_SECONDS` (call with no events
-        to let them go). An envelope already held is ignored if given again.
+        their gap, or once held since before ``give_up_before`` (the caller's evidence
+        that the gap never fills; call with no events to let them go). Envelopes
+        deferred for want of room are in neither (:meth:`take_deferred`). An envelope
+        already held is ignored if given again.
         """
-        unwrapped: list[tuple[Event, _Unwrapped | RemoteProtocolError, int]] = [
-            (held.event, held.item, held.since) for held in self._held.values()
-        ]
+        unwrapped: list[tuple[Event, _Unwrapped | RemoteProtocolError, int]] = []
+        before: set[str] = set()
+        for key, (held_event, held_item), _, since, _ in self._hold.take():
+            before.add(key)
+            unwrapped.append((held_event, held_item, since))
         for event in events:
-            if event.id in self._held:
+            if event.id in before:
                 continue
             try:
                 unwrapped.append((event, self._unwrap(event, now), now))
             except RemoteProtocolError as exc:
                 unwrapped.append((event, exc, now))
-        self._held.clear()
         first: dict[bytes, int] = {}
         keys: list[tuple[int, int]] = []
         for i, (_, item, _) in enumerate(unwrapped):
@@ -362,49 +356,84 @@ class Channel:
             if isinstance(item, RemoteProtocolError):
                 results.append((event, item))
                 continue
-            if now - since < HOLD_SECONDS and self._far_ahead(item):
-                self._held[event.id] = _Held(event, item, since)
-                continue
-            try:
-                results.append((event, self._finish(item, event, now, rng)))
-            except RemoteProtocolError as exc:
-                results.append((event, exc))
-            else:
-                self._opened(item)
-        while len(self._held) > _MAX_HELD:  # a flood: open the oldest now
-            _, held = self._held.popitem(last=False)
-            results.extend(self._release(held, now, rng))
+            result = self._open_in_order(event, item, since, now, rng, give_up_before)
+            if result is not None:
+                results.append((event, result))
+        for key in before:
+            if key not in self._hold:
+                self._held_removed.add(key)
+                self._held_added.pop(key, None)
         return results
 
-    def _release(
-        self, held: _Held, now: int, rng: Rng
-    ) -> list[tuple[Event, Incoming | RemoteProtocolError]]:
+    def _open_in_order(
+        self,
+        event: Event,
+        item: _Unwrapped,
+        since: int,
+        now: int,
+        rng: Rng,
+        give_up_before: int | None,
+    ) -> Incoming | RemoteProtocolError | None:
+        """Open, hold or defer one envelope (None: held or deferred)."""
+        lost = 0
+        if item.position is not None:
+            size = event_size(event)
+            decision = self._hold.decide(item.position, since, size, give_up_before)
+            if decision.action == "hold":
+                self._hold.hold(event.id, (event, item), item.position, since, size)
+                if since == now:
+                    self._held_added[event.id] = (event, since)
+                return None
+            if decision.action == "defer":
+                self._deferred.append(event)
+                return None
+            lost = decision.lost
         try:
-            incoming = self._finish(held.item, held.event, now, rng)
+            incoming = self._finish(item, event, now, rng)
         except RemoteProtocolError as exc:
-            return [(held.event, exc)]
-        self._opened(held.item)
-        return [(held.event, incoming)]
+            return exc
+        if item.position is not None:
+            self._hold.opened(item.position, give_up=lost > 0)
+        return dataclasses.replace(incoming, lost=lost) if lost else incoming
 
-    def _far_ahead(self, item: _Unwrapped) -> bool:
-        """Would opening ``item`` make its chain forget keys of messages still missing?"""
-        if item.position is None:
-            return False
-        chain = self._chains.get(item.position[0]) or _Chain()
-        return chain.skipped_after(item.position[1]) > SKIPPED_KEYS
+    def take_held_changes(self) -> tuple[list[tuple[Event, int]], list[str]]:
+        """Envelopes newly held (with the time they were held) and ids no longer held,
+        since the last call: the caller's copy on disk follows these."""
+        added = [v for k, v in self._held_added.items() if k in self._hold]
+        removed = sorted(self._held_removed)
+        self._held_added.clear()
+        self._held_removed.clear()
+        return added, removed
 
-    def _opened(self, item: _Unwrapped) -> None:
-        if item.position is None:
-            return
-        ratchet, index = item.position
-        chain = self._chains.get(ratchet)
-        if chain is None:
-            chain = self._chains[ratchet] = _Chain()
-            if len(self._chains) > _MAX_CHAINS:
-                self._chains.popitem(last=False)
-        else:
-            self._chains.move_to_end(ratchet)
-        chain.opened(index)
+    def take_deferred(self) -> list[Event]:
+        """Envelopes neither opened nor held since the last call (no room): the caller
+        must let a later read of the relays deliver them again."""
+        deferred, self._deferred = self._deferred, []
+        return deferred
+
+    def restore_held(self, held: list[tuple[Event, int]], now: int) -> list[str]:
+        """Hold again what the caller kept on disk (envelope, time first held); the
+        next :meth:`open_batch` decides on them. Returns the ids that no longer unwrap
+        (their key is gone): the caller drops them."""
+        failed = []
+        for event, since in held:
+            try:
+                item = self._unwrap(event, now)
+            except RemoteProtocolError:
+                failed.append(event.id)
+                continue
+            if item.position is None:
+                failed.append(event.id)
+                continue
+            self._hold.hold(event.id, (event, item), item.position, since, event_size(event))
+        return failed
+
+    def take_chain_changes(self) -> dict[bytes, ChainState]:
+        """Chain progress changed since the last call, by ratchet key (to persist)."""
+        return self._hold.take_changed()
+
+    def restore_chains(self, chains: dict[bytes, ChainState]) -> None:
+        self._hold.restore(chains)
 
     def _unwrap(self, event: Event, now: int) -> _Unwrapped:
         """Steps 1 and 2: route by recipient and unwrap (no state changes)."""

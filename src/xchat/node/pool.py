@@ -20,13 +20,18 @@ challenge used up), and the worker reads it over one connection per key from the
 connection: its reason becomes the health's ``last_error`` and the worker backs off.
 
 Catching up. The live subscription asks for no stored events (``limit: 0``); stored
-ones are fetched page by page (``until`` = the oldest ``created_at`` seen so far) until a
-page brings nothing new, because a relay returns at most its own limit per query (ours:
-500), newest ``created_at`` first, and gift wraps are dated up to two days back at
-random: a single query after an outage could miss mail that arrived during it. Pages
-start at a cursor (the time the last complete catch-up began or the last live event
-arrived, less the two days of backdating and ten minutes of clock skew), kept per relay
-through ``cursor_store``/``cursor_load``. When the keys change (:meth:`keys_changed`)
+ones are fetched page by page by :class:`~xchat.core.catchup.CatchUp` (``until`` = the
+oldest ``created_at`` seen so far, ``limit`` sized so that a page holds about 1 MiB),
+because a relay returns at most its own limit per query (ours: 500), newest
+``created_at`` first, gift wraps are dated up to two days back at random, and some relays
+drop a connection whose answer grows large. A connection that drops in the middle of a
+page has what came delivered and its catch-up kept on the reader, so the next
+connection resumes it with pages half as large, not from the start. Pages start at a
+cursor (the time the last complete catch-up began or the last live event arrived, less
+the two days of backdating and ten minutes of clock skew), kept per relay through
+``cursor_store``/``cursor_load``. :meth:`RelayPool.complete_since` says since when every
+reading relay has completed a catch-up of all keys: the node's evidence that a missing
+envelope is on none of them. When the keys change (:meth:`keys_changed`)
 the old subscription is closed only after the relay answered the new one (EOSE), so
 no mail falls between them, and only new keys are caught up. Events from all relays
 pass one de-duplication by id before the node sees them.
@@ -60,7 +65,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
+import orjson
 
+from xchat.core.catchup import PAGE_BYTES, CatchUp
 from xchat.crypto.keys import SecretKey
 from xchat.node.oneshot import RelayLimits, fetch_limits, publish_once, query_once
 from xchat.node.relay_client import (
@@ -71,7 +78,6 @@ from xchat.node.relay_client import (
     reap,
 )
 from xchat.wire.event import Event
-from xchat.wire.filter import parse_filter
 
 __all__ = ["RelayHealth", "RelayPool"]
 
@@ -110,6 +116,8 @@ _FILTERS_PER_REQ: Final = 4
 #: AUTH events in flight at once on one connection.
 _AUTH_BATCH: Final = 256
 _WATCH_INTERVAL: Final = 0.25
+#: Unfinished catch-ups kept per relay to resume after a dropped connection.
+_MAX_RESUMED: Final = 64
 
 
 @dataclass
@@ -166,6 +174,7 @@ class _Lane:
     authed: set[str] = field(default_factory=set)
     challenge: str | None = None  # the NIP-42 challenge ``authed`` answered
     caught_up: bool = False
+    full_since: int | None = None  # when its latest complete catch-up of all keys began
     retries: int = 0  # authentications after auth-required refusals
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # keys_changed()
 
@@ -182,6 +191,13 @@ class _Reader:
     cursor: int | None = None
     backoff: float = BACKOFF_START
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # ends a backoff early
+    #: Catch-ups cut short by a dropped connection, to resume (by lane key and filters).
+    resume: dict[str, CatchUp] = field(default_factory=dict)
+    #: Bytes a catch-up page aims at: lowered for good when the relay drops pages.
+    page_bytes: int = PAGE_BYTES
+    #: When the latest catch-up of every key that was completed on every lane began
+    #: (Unix seconds): every event stored before then has been delivered.
+    complete_since: int | None = None
 
     @property
     def conn(self) -> RelayConnection | None:
@@ -496,39 +512,47 @@ class RelayPool:
         live.pumps.clear()
 
     async def _catch_up(self, reader: _Reader, lane: _Lane, filters: list[dict[str, Any]]) -> None:
-        """Every stored event matching ``filters`` (which carry ``since``), page by page.
-
-        Relays return their newest ``created_at`` first, at most their limit per filter;
-        so each filter pages on its own: its next page ends ``until`` the oldest event of
-        its page before (inclusive: a second shared by two pages is asked for again),
-        and it is done when a page brings it nothing new. ``until`` falls every page,
-        so this ends even against a relay that lies.
-        """
-        parsed = [parse_filter(f) for f in filters]
-        until: list[int | None] = [None] * len(filters)
-        active = list(range(len(filters)))
-        got: set[str] = set()
-        while active:
-            page = [
-                filters[i] if until[i] is None else {**filters[i], "until": until[i]}
-                for i in active
-            ]
-            events = await lane.conn.query(page, QUERY_TIMEOUT)
-            new = [e for e in events if e.id not in got]
-            for event in new:
-                got.add(event.id)
+        """Every stored event matching ``filters`` (which carry ``since``), page by page
+        (:class:`~xchat.core.catchup.CatchUp`: by count and by size, each filter on its
+        own). A connection that drops mid-answer has what came delivered, and the
+        catch-up is kept on the reader: the next connection resumes it with smaller
+        pages instead of starting again."""
+        key = orjson.dumps([lane.only, filters]).decode()
+        state = reader.resume.pop(key, None) or CatchUp(filters, page_bytes=reader.page_bytes)
+        while not state.done:
+            try:
+                events, complete = await self._page(lane, state.request())
+            except RelayError:
+                if len(reader.resume) < _MAX_RESUMED:
+                    reader.resume[key] = state  # refused or closed: resume it next time
+                raise
+            for event in state.page(events, complete=complete):
                 await self._deliver(reader, event)
-            still = []
-            for i in active:
-                mine = [e.created_at for e in new if parsed[i].matches(e)]
-                if not mine:
-                    continue
-                oldest, before = min(mine), until[i]
-                after = oldest if before is None or oldest < before else before - 1
-                until[i] = after
-                if after >= (parsed[i].since or 0):
-                    still.append(i)
-            active = still
+            reader.page_bytes = min(reader.page_bytes, state.page_bytes)
+            if not complete:
+                if len(reader.resume) < _MAX_RESUMED:
+                    reader.resume[key] = state
+                await lane.conn.close()
+                raise RelayError(f"{reader.url} dropped the connection in the middle of a page")
+
+    async def _page(self, lane: _Lane, filters: list[dict[str, Any]]) -> tuple[list[Event], bool]:
+        """One page: the events that came, and whether the relay ended it (EOSE).
+        A refusal (CLOSED) raises RelayError; no EOSE in time counts as incomplete."""
+        conn = lane.conn
+        sub = await conn.subscribe(filters)
+        try:
+            async with asyncio.timeout(QUERY_TIMEOUT):
+                await sub.eose.wait()
+        except TimeoutError:
+            pass
+        finally:
+            await conn.unsubscribe(sub)
+        events = []
+        while not sub.events.empty():
+            events.append(sub.events.get_nowait())
+        if sub.closed is not None and not sub.complete and not conn.closed:
+            raise RelayError(sub.closed)
+        return events, sub.complete
 
     def _lane_keys(self, reader: _Reader, lane: _Lane) -> dict[str, SecretKey]:
         keys = self._keys()
@@ -564,6 +588,8 @@ class RelayPool:
                     await self._unsubscribe(lane, old)  # the new subscriptions are live
                     for filters in self._gift_wrap_filters(fresh, since):
                         await self._catch_up(reader, lane, filters)
+                    if fresh == wanted:
+                        self._completed(reader, lane, started)
                     subscribed = set(wanted)
                     self._serving(reader, lane, started)
                     reason = await self._watch(reader, lane, live, wanted)
@@ -597,8 +623,10 @@ class RelayPool:
             if reason != _RESYNC:
                 return reason
             since = None if reader.cursor is None else max(0, reader.cursor - CURSOR_SLACK)
+            started = int(time.time())
             for filters in self._gift_wrap_filters(wanted, since):
                 await self._catch_up(reader, lane, filters)
+            self._completed(reader, lane, started)
 
     async def _refused(self, reader: _Reader, lane: _Lane, wanted: list[str], reason: str) -> None:
         """The relay refused a subscription: return to try again, or raise."""
@@ -636,6 +664,29 @@ class RelayPool:
             return False
         lane.authed.clear()
         return True
+
+    @staticmethod
+    def _completed(reader: _Reader, lane: _Lane, started: int) -> None:
+        """``lane`` read every stored event of all its keys from ``started`` back."""
+        lane.full_since = started
+        reader.resume.clear()
+        times = [other.full_since for other in reader.lanes]
+        if all(t is not None for t in times):
+            reader.complete_since = min(t for t in times if t is not None)
+
+    def complete_since(self) -> int | None:
+        """The time since which every reading relay has read back everything it
+        stored: each completed a catch-up of all keys that began then or later. None
+        while some reading relay has not (it never connected, or is catching up)."""
+        times = [reader.complete_since for reader in self._readers.values()]
+        if not times or any(t is None for t in times):
+            return None
+        return min(t for t in times if t is not None)
+
+    def forget(self, event_id: str) -> None:
+        """Let ``event_id`` be delivered again when a relay sends it next (the node did
+        not keep it, and wants it from the next re-read)."""
+        self._seen.pop(event_id, None)
 
     def _serving(self, reader: _Reader, lane: _Lane, started: int) -> None:
         """Subscribed and caught up; once every lane is, the connection worked."""

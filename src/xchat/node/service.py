@@ -30,8 +30,15 @@ unknown sender becomes a *message request*), the message or its effect (edit,
 reaction, delete, receipt) and the event id as seen. Then subscribers are told and
 delivery receipts go out (to accepted contacts only). Nothing a peer or relay sends
 can stop the worker: every documented error is counted and dropped. Envelopes the
-channel holds back (far ahead in their Olm chain, see ``xchat.core.channel``) are
-offered again every half second until they open; nothing is marked seen for them.
+channel holds back (far ahead in their Olm chain, see ``xchat.core.holdback``) are
+written to the ``held`` table in the same transaction, not marked seen, and given back
+to the channel at the next start; chain progress goes to the ``chains`` table. A held
+envelope opens when its gap fills, or on evidence that it never will: every inbox
+relay has completed a catch-up since it was held, the inbox queue is empty, and
+``gap_grace`` seconds have passed (then the messages given up become one
+"could not be decrypted" item in the conversation). Envelopes for which the channel
+had no room are neither held nor seen: the pool forgets their ids, so the next re-read
+fetches them again.
 
 Privacy: logs carry counts and error classes only, never keys, contacts or text.
 """
@@ -41,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import time
@@ -55,6 +63,7 @@ import orjson
 from xchat.core.channel import MAX_LOOKBACK, Channel, Incoming
 from xchat.core.device import KIND_DEVICE_BUNDLE, DeviceBundle, LocalDevice
 from xchat.core.events import verify_event
+from xchat.core.holdback import ChainState
 from xchat.core.identity import ContactCard
 from xchat.core.mailbox import EPOCH_SECONDS, LIVE_LOOKBACK
 from xchat.core.message import (
@@ -121,8 +130,14 @@ RETRY_MAX: Final = 60.0
 MIN_ACCEPTS: Final = 2
 _MAX_INBOX_RELAYS: Final = 10
 _INBOX_BATCH: Final = 500
-#: How often envelopes held back (out of chain order) are looked at again (seconds).
-_HOLD_TICK: Final = 0.5
+#: How often envelopes held back (out of chain order) are looked at again, to give up
+#: on a gap once there is evidence (seconds).
+_HOLD_TICK: Final = 1.0
+#: Default of NodeConfig.gap_grace: longer than a sender retries an envelope (12
+#: attempts, about six to eight minutes), so a message still in its outbox can come.
+GAP_GRACE: Final = 600.0
+#: Chain progress not updated for this long is forgotten (longer than relays keep mail).
+_CHAIN_KEEP: Final = 45 * 24 * 3600
 _COMMIT_BATCH: Final = 1000
 _SEEN_KEEP: Final = 45 * 24 * 3600
 _TICK: Final = 1.0
@@ -157,15 +172,20 @@ class NodeConfig:
     #: Publish bundles with up to this many one-time keys (fewer if the inbox relays'
     #: content limits need it); republish when half of them are used.
     one_time_keys: int = 50
+    #: How long an envelope far ahead in its chain waits, at least, for the ones before
+    #: it once every inbox relay was read back (seconds); see ``xchat.core.holdback``.
+    gap_grace: float = GAP_GRACE
 
 
 def config_from_env() -> NodeConfig:
     """Defaults, with tuning from the environment (tests use short timers):
-    ``XCHAT_PUBLISH_TIMEOUT`` and ``XCHAT_RESYNC_INTERVAL``, in seconds."""
+    ``XCHAT_PUBLISH_TIMEOUT``, ``XCHAT_RESYNC_INTERVAL`` and ``XCHAT_GAP_GRACE``, in
+    seconds."""
     values: dict[str, float] = {}
     for name, var in (
         ("publish_timeout", "XCHAT_PUBLISH_TIMEOUT"),
         ("resync_interval", "XCHAT_RESYNC_INTERVAL"),
+        ("gap_grace", "XCHAT_GAP_GRACE"),
     ):
         if (text := os.environ.get(var)) is not None:
             try:
@@ -190,6 +210,7 @@ class _Job:
 class _Stats:
     received: int = 0
     rejected: int = 0
+    lost: int = 0  # messages given up on (a gap in a chain that never filled)
     duplicates: int = 0
     sent: int = 0
     failed: int = 0
@@ -337,6 +358,7 @@ class Node:
             clock=self._clock,
         )
         self._epoch_keys = frozenset(self._receive_keys())
+        await self._restore_held()
         await self.pool.start(urls)
         self._tasks.append(asyncio.create_task(self._inbox_worker(), name="node-inbox"))
         self._tasks.append(asyncio.create_task(self._outbox_worker(), name="node-outbox"))
@@ -370,6 +392,35 @@ class Node:
             await self._db(self._run_jobs, self._take_jobs())
         await self._db(self.store.close)
         self._executor.shutdown(wait=True)
+
+    async def _restore_held(self) -> None:
+        """Chain progress and the envelopes held back when the node last ran."""
+        chains = {}
+        for ratchet, text in await self._db(self.store.chains):
+            with contextlib.suppress(DecodeError):
+                chains[ratchet] = ChainState.from_json(text)
+        self.channel.restore_chains(chains)
+        held: list[tuple[Event, int]] = []
+        gone: list[str] = []
+        for event_id, text, since in await self._db(self.store.held):
+            try:
+                held.append((parse_event(orjson.loads(text)), since))
+            except (orjson.JSONDecodeError, DecodeError):
+                gone.append(event_id)  # a damaged row: it can never be opened
+        gone += self.channel.restore_held(held, int(self._clock()))
+        if gone:
+            # their key is gone (or the row is damaged): they can never be opened
+            self.stats.rejected += len(gone)
+            now = int(self._clock())
+
+            def drop(store: NodeStore) -> None:
+                store.release(gone)
+                for event_id in gone:
+                    store.mark_seen(event_id, now)
+
+            self._commit(drop)
+        if held:
+            log.info("%d envelopes held back since the last run", self.channel.holding)
 
     def _load_device(self) -> LocalDevice:
         """The device from the node database (authoritative), imported from the home once."""
@@ -1093,6 +1144,18 @@ class Node:
     async def _on_event(self, url: str, event: Event) -> None:
         await self._inbox.put((url, event))
 
+    def _give_up_before(self, now: int) -> int | None:
+        """Held envelopes held before this time may be opened despite their gap: every
+        inbox relay completed a catch-up since (so the missing envelopes are on none of
+        them), everything it delivered was taken from the queue, and ``gap_grace``
+        passed. None: no such evidence yet."""
+        if not self._inbox.empty():
+            return None
+        since = self.pool.complete_since()
+        if since is None:
+            return None
+        return min(since, int(now - self.config.gap_grace))
+
     async def _inbox_worker(self) -> None:
         while True:
             batch = []
@@ -1102,6 +1165,11 @@ class Node:
                     batch.append(await self._inbox.get())
             while len(batch) < _INBOX_BATCH and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
+            if not batch:
+                oldest = self.channel.oldest_held_since()
+                give_up = self._give_up_before(int(self._clock()))
+                if oldest is None or give_up is None or oldest >= give_up:
+                    continue  # nothing to give up on yet
             try:
                 await self._receive_batch([event for _, event in batch])
             except asyncio.CancelledError:
@@ -1122,7 +1190,8 @@ class Node:
                 self.stats.duplicates += 1
             else:
                 fresh.append(event)
-        for event, result in self.channel.open_batch(fresh, now, self._rng):
+        give_up = self._give_up_before(now)
+        for event, result in self.channel.open_batch(fresh, now, self._rng, give_up):
             if isinstance(result, Incoming):
                 opened.append(result)
                 continue
@@ -1139,8 +1208,14 @@ class Node:
         now = int(self._clock())
         keys_before = len(self.channel.sessions())
         opened, seen_only = await self._open_events(events, now)
-        if not opened and not seen_only:
+        held, released = self.channel.take_held_changes()
+        chains = self.channel.take_chain_changes()
+        for event in self.channel.take_deferred():
+            self.pool.forget(event.id)  # no room to hold it: the next re-read brings it
+        if not opened and not seen_only and not held and not released:
             return
+        held_rows = [(e.id, e.to_json().decode(), since) for e, since in held]
+        chain_rows = [(ratchet, state.to_json().decode()) for ratchet, state in chains.items()]
         # Olm state is pickled here, on the loop thread that owns it, never in the store
         # thread: vodozemac objects must not be used from two threads at once.
         sessions: dict[str, SessionRow] = {}
@@ -1161,6 +1236,11 @@ class Node:
                 store.save_session(row)
             if device_write is not None:
                 device_write(store)
+            for event_id, text, since in held_rows:
+                store.hold(event_id, text, len(text), since)
+            store.release(released)
+            for ratchet, state in chain_rows:
+                store.save_chain(ratchet, state, now)
             return self._apply_incoming(store, opened, seen_only, now)
 
         results = await self._commit(apply)
@@ -1246,6 +1326,8 @@ class Node:
                     )
             if contact.state == "blocked":
                 continue
+            if incoming.lost:
+                out.extend(self._apply_lost(store, incoming))
             out.extend(self._apply_message(store, contact, incoming))
         return out
 
@@ -1284,6 +1366,30 @@ class Node:
         if store.insert_message(row):
             out.append(("event", {"type": "message", "message": message_json(row)}))
         return out
+
+    def _apply_lost(self, store: NodeStore, incoming: Incoming) -> list[tuple[str, Any]]:
+        """Messages given up on before ``incoming`` in its chain: one visible item in
+        the conversation, just before it (docs/node.md, "Receiving")."""
+        self.stats.lost += incoming.lost
+        sender = incoming.sender.hex
+        count = incoming.lost
+        row = MessageRow(
+            id=hashlib.sha256(b"xchat-lost/" + incoming.wrap_id.encode()).hexdigest()[:32],
+            conversation=sender,
+            outgoing=False,
+            sender=sender,
+            type="undecryptable",
+            body=f"{count} message{'s' if count != 1 else ''} from this contact could not be"
+            " decrypted",
+            sent_at=max(0, incoming.message.sent_at - 1),
+            received_at=_now_ms(),
+            state="received",
+            forward_secret=True,
+            state_detail=str(count),
+        )
+        if not store.insert_message(row):
+            return []
+        return [("event", {"type": "message", "message": message_json(row)})]
 
     def _apply_message(
         self, store: NodeStore, contact: ContactRow, incoming: Incoming
@@ -1413,6 +1519,9 @@ class Node:
                 functools.partial(NodeStore.forget_seen, older_than=now - _SEEN_KEEP)
             )
             await self._commit(
+                functools.partial(NodeStore.forget_chains, older_than=now - _CHAIN_KEEP)
+            )
+            await self._commit(
                 functools.partial(NodeStore.set_setting, key="last_online", value=str(now))
             )
 
@@ -1431,6 +1540,8 @@ class Node:
             "received": self.stats.received,
             "rejected": self.stats.rejected,
             "rejected_by_reason": dict(sorted(self.stats.rejected_by_error.items())),
+            "lost": self.stats.lost,
+            "held": self.channel.holding,
             "duplicates": self.stats.duplicates,
             "sent": self.stats.sent,
             "failed": self.stats.failed,

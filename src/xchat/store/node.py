@@ -281,6 +281,28 @@ _MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX seen_at ON seen (at)",
         ),
     ),
+    Migration(
+        2,
+        "envelopes held back for their chain order, and the progress of each chain",
+        (
+            # Gift wraps not opened yet (far ahead in their Olm chain), not marked seen:
+            # kept across restarts so that a backlog is never read into memory only.
+            """CREATE TABLE held (
+                event_id TEXT PRIMARY KEY,
+                event TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                held_at INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            # Per ratchet key (an Olm header's): one past the highest index opened and
+            # the missing indices below it, as JSON {"next": n, "missing": [...]}.
+            """CREATE TABLE chains (
+                ratchet BLOB PRIMARY KEY,
+                state TEXT NOT NULL,
+                updated_at INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX chains_updated ON chains (updated_at)",
+        ),
+    ),
 )
 
 _CONTACT_COLUMNS: Final = (
@@ -904,6 +926,60 @@ class NodeStore:
         """Forget the ids marked before ``older_than``; return how many were forgotten."""
         with _GUARD:
             cursor = self._db().execute("DELETE FROM seen WHERE at < ?", (older_than,))
+        return cursor.rowcount
+
+    # -- envelopes held back, and chain progress (see xchat.core.holdback) -------------
+
+    def hold(self, event_id: str, event: str, size: int, held_at: int) -> None:
+        """Keep an envelope not opened yet; holding it again keeps the first time."""
+        with _GUARD:
+            self._db().execute(
+                "INSERT INTO held (event_id, event, size, held_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (event_id) DO NOTHING",
+                (event_id, event, int(size), int(held_at)),
+            )
+
+    def release(self, event_ids: Sequence[str]) -> None:
+        """Forget held envelopes (opened, given up, or dropped)."""
+        with _GUARD:
+            self._db().executemany("DELETE FROM held WHERE event_id = ?", [(i,) for i in event_ids])
+
+    def held(self) -> list[tuple[str, str, int]]:
+        """Every held envelope: its id, JSON and the time it was first held, oldest
+        first."""
+        with _GUARD:
+            rows = (
+                self._db()
+                .execute("SELECT event_id, event, held_at FROM held ORDER BY held_at, event_id")
+                .fetchall()
+            )
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def save_chain(self, ratchet: bytes, state: str, at: int) -> None:
+        with _GUARD:
+            self._db().execute(
+                "INSERT INTO chains (ratchet, state, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (ratchet) DO UPDATE SET state = excluded.state,"
+                " updated_at = excluded.updated_at",
+                (bytes(ratchet), state, int(at)),
+            )
+
+    def chains(self, limit: int = 4096) -> list[tuple[bytes, str]]:
+        """The most recently updated chains' states (at most ``limit``), oldest first."""
+        with _GUARD:
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT ratchet, state FROM chains ORDER BY updated_at DESC LIMIT ?",
+                    (int(limit),),
+                )
+                .fetchall()
+            )
+        return [(bytes(r[0]), str(r[1])) for r in reversed(rows)]
+
+    def forget_chains(self, older_than: int) -> int:
+        with _GUARD:
+            cursor = self._db().execute("DELETE FROM chains WHERE updated_at < ?", (older_than,))
         return cursor.rowcount
 
 

@@ -718,3 +718,31 @@ def test_reap_ends_every_task_and_keeps_the_callers_own_cancellation() -> None:
         assert slow.done()  # still waited for
 
     run(scenario())
+
+
+def test_a_relay_down_for_long_stops_holding_back_the_evidence_of_the_others(
+    relays: StartRelay,
+) -> None:
+    """complete_since(): None while a reading relay is down, unless every connection to
+    it has failed for longer than ``down_for``; then the relays that work decide."""
+    good = relays()
+    me = new_key()
+
+    async def scenario() -> None:
+        dead = closed_port_url()
+        async with running_pool(keyring(me), [good.url, dead]) as pool:
+            await until(connected(pool, good.url), "the working relay caught up")
+            await until(lambda: health_of(pool, dead).failures > 0, "the dead relay failed")
+            assert pool.complete_since() is None
+            assert pool.complete_since(down_for=3600) is None
+            await asyncio.sleep(0.3)
+            since = pool.complete_since(down_for=0.2)
+            assert since is not None
+            assert since <= time.time()
+        dead = closed_port_url()
+        async with running_pool(keyring(me), [dead]) as pool:
+            await until(lambda: health_of(pool, dead).failures > 0, "the dead relay failed")
+            await asyncio.sleep(0.3)
+            assert pool.complete_since(down_for=0.2) is None  # no relay left: no evidence
+
+    run(scenario())

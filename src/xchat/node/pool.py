@@ -198,6 +198,8 @@ class _Reader:
     #: When the latest catch-up of every key that was completed on every lane began
     #: (Unix seconds): every event stored before then has been delivered.
     complete_since: int | None = None
+    #: Since when (Unix seconds) every connection to it failed; None once one worked.
+    down_since: float | None = None
 
     @property
     def conn(self) -> RelayConnection | None:
@@ -370,6 +372,8 @@ class RelayPool:
                 return
             health.state = "disconnected"
             health.connected_since = None
+            if reader.down_since is None:
+                reader.down_since = time.time()
             health.failures += 1
             health.last_error = error[:300]
             delay = reader.backoff * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not secrecy
@@ -674,11 +678,19 @@ class RelayPool:
         if all(t is not None for t in times):
             reader.complete_since = min(t for t in times if t is not None)
 
-    def complete_since(self) -> int | None:
+    def complete_since(self, down_for: float | None = None) -> int | None:
         """The time since which every reading relay has read back everything it
         stored: each completed a catch-up of all keys that began then or later. None
-        while some reading relay has not (it never connected, or is catching up)."""
-        times = [reader.complete_since for reader in self._readers.values()]
+        while some reading relay has not (it is connecting or catching up, or it is
+        down, unless every connection to it has failed for over ``down_for`` seconds:
+        then it is left out, so one dead relay does not hold the others' evidence back
+        for ever). None too when no relay is left."""
+        now = time.time()
+        times = [
+            reader.complete_since
+            for reader in self._readers.values()
+            if down_for is None or reader.down_since is None or now - reader.down_since <= down_for
+        ]
         if not times or any(t is None for t in times):
             return None
         return min(t for t in times if t is not None)
@@ -694,6 +706,7 @@ class RelayPool:
         if not reader.caught_up:
             return
         reader.backoff = BACKOFF_START
+        reader.down_since = None
         self._advance_cursor(reader, started)
         health = reader.health
         if health.state != "connected" or health.failures:

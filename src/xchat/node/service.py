@@ -1151,7 +1151,7 @@ class Node:
         passed. None: no such evidence yet."""
         if not self._inbox.empty():
             return None
-        since = self.pool.complete_since()
+        since = self.pool.complete_since(down_for=self.config.gap_grace)
         if since is None:
             return None
         return min(since, int(now - self.config.gap_grace))

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import bundle_of, make_device
 from xchat.core.channel import SKIPPED_KEYS, Channel, Incoming
 from xchat.core.device import DeviceBundle
-from xchat.core.envelope import BUCKETS, KIND_GIFT_WRAP, MAX_TIME_SPREAD, gift_wrap
+from xchat.core.envelope import BUCKETS, MAX_TIME_SPREAD, gift_wrap
 from xchat.core.holdback import ChainState
 from xchat.core.mailbox import EPOCH_SECONDS, SEED_LIFETIME
 from xchat.core.message import Delivered, Edit, Reaction, Text, new_message_id
@@ -26,6 +26,7 @@ from xchat.errors import (
     ReplayError,
 )
 from xchat.wire.event import Event, event_from_json
+from xchat.wire.kinds import KIND_GIFT_WRAP
 
 K = b"\x07" * 32  # a storage key for pickling sessions in comparisons
 

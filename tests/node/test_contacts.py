@@ -21,12 +21,13 @@ from tests.node.faulty_relay import FaultyRelay
 from tests.node.nodes import NodeProcess, StreamRecorder, wait_for
 from tests.relay.conftest import RelayProcess
 from xchat.core.channel import Channel
-from xchat.core.device import KIND_DEVICE_BUNDLE, DeviceBundle, LocalDevice
+from xchat.core.device import DeviceBundle, LocalDevice
 from xchat.core.identity import ContactCard, Identity
 from xchat.core.message import Text, new_message_id
 from xchat.crypto.keys import PublicKey
 from xchat.node.relay_client import RelayConnection
 from xchat.wire.event import Event
+from xchat.wire.kinds import KIND_DEVICE_BUNDLE
 
 FAST = {"XCHAT_PUBLISH_TIMEOUT": "3", "XCHAT_RESYNC_INTERVAL": "3"}
 GIFT_WRAP = 1059

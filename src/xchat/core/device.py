@@ -27,6 +27,7 @@ from xchat.crypto.olm import OlmAccount, check_curve25519, check_ed25519, verify
 from xchat.errors import DecodeError, InvalidSignature, LocalProtocolError
 from xchat.wire.b64 import b64decode
 from xchat.wire.event import Event
+from xchat.wire.kinds import KIND_DEVICE_BUNDLE
 
 __all__ = [
     "BUNDLE_VERSION",
@@ -37,7 +38,6 @@ __all__ = [
     "LocalDevice",
 ]
 
-KIND_DEVICE_BUNDLE: Final = 30443
 CERT_VERSION: Final = 1
 BUNDLE_VERSION: Final = 1
 #: One-time keys published per bundle, and the most a bundle may carry.

@@ -23,6 +23,7 @@ from xchat.crypto import nip44
 from xchat.crypto.keys import PublicKey, Rng, SecretKey
 from xchat.errors import DecodeError, DecryptionError, LocalProtocolError
 from xchat.wire.event import Event
+from xchat.wire.kinds import KIND_GIFT_WRAP
 
 __all__ = [
     "BUCKETS",
@@ -35,7 +36,6 @@ __all__ = [
     "unwrap",
 ]
 
-KIND_GIFT_WRAP: Final = 1059
 #: Plaintext sizes after padding: few, so that sizes say little. Every size but the
 #: last (NIP-44's maximum) is a power of two, which NIP-44 pads to itself. A text
 #: message of up to about 800 characters, with certificate and Olm header, fits 2048.

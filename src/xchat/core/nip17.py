@@ -31,6 +31,7 @@ from xchat.crypto import nip44
 from xchat.crypto.keys import PublicKey, Rng, SecretKey
 from xchat.errors import DecodeError, InvalidSignature, LocalProtocolError
 from xchat.wire.event import Event, Rumor, parse_event, parse_rumor
+from xchat.wire.kinds import KIND_CHAT, KIND_DELETION, KIND_FILE, KIND_REACTION, KIND_SEAL
 
 __all__ = [
     "FILE_NOTE",
@@ -48,11 +49,6 @@ __all__ = [
     "wrap_rumor",
 ]
 
-KIND_SEAL: Final = 13
-KIND_CHAT: Final = 14
-KIND_REACTION: Final = 7
-KIND_DELETION: Final = 5
-KIND_FILE: Final = 15
 #: What X Chat says of a file message from another app.
 FILE_NOTE: Final = "files from other apps are not supported yet"
 

@@ -31,12 +31,12 @@ from xchat.node.oneshot import NIP11_TIMEOUT
 from xchat.node.pool import RelayPool
 from xchat.node.relay_client import PublishResult, RelayError
 from xchat.wire.event import Event
+from xchat.wire.kinds import KIND_INBOX_RELAYS
 
 __all__ = ["KIND_INBOX_RELAYS", "Announcer"]
 
 log = logging.getLogger("xchat.node")
 
-KIND_INBOX_RELAYS: Final = 10050
 RETRY_START: Final = 1.0
 RETRY_MAX: Final = 60.0
 _RELAY_LIST: Final = "inbox relay list"

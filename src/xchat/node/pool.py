@@ -78,6 +78,7 @@ from xchat.node.relay_client import (
     reap,
 )
 from xchat.wire.event import Event
+from xchat.wire.kinds import KIND_GIFT_WRAP
 
 __all__ = ["RelayHealth", "RelayPool"]
 
@@ -457,7 +458,7 @@ class RelayPool:
         """REQs (lists of filters) for gift wraps to ``keys``, within relays' limits."""
         filters: list[dict[str, Any]] = []
         for i in range(0, len(keys), _KEYS_PER_FILTER):
-            f: dict[str, Any] = {"kinds": [1059], "#p": keys[i : i + _KEYS_PER_FILTER]}
+            f: dict[str, Any] = {"kinds": [KIND_GIFT_WRAP], "#p": keys[i : i + _KEYS_PER_FILTER]}
             if since is not None:
                 f["since"] = since
             filters.append(f)

@@ -29,10 +29,9 @@ from xchat.errors import RemoteProtocolError
 from xchat.wire import messages as m
 from xchat.wire.event import Event
 from xchat.wire.filter import Filter
+from xchat.wire.kinds import KIND_AUTH
 
 __all__ = ["PublishResult", "RelayConnection", "RelayError", "Subscription", "reap"]
-
-KIND_AUTH = 22242
 
 
 class RelayError(RemoteProtocolError):

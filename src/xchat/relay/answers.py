@@ -7,17 +7,14 @@ NIP-40, NIP-42, NIP-70.
 
 from __future__ import annotations
 
-from typing import Final
-
 from xchat.relay.config import RelayLimits
 from xchat.relay.ingest import Rejected, Result
 from xchat.store.events import SaveStatus, expiration_of
 from xchat.wire import messages as m
 from xchat.wire.event import Event
+from xchat.wire.kinds import KIND_AUTH
 
 __all__ = ["KIND_AUTH", "event_refusal", "ok_for", "pow_difficulty"]
-
-KIND_AUTH: Final = 22242
 
 
 def pow_difficulty(event_id: str) -> int:

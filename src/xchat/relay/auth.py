@@ -35,6 +35,7 @@ from xchat.relay.ingest import verify_batch
 from xchat.relay.ratelimit import TokenBucket
 from xchat.wire import messages as m
 from xchat.wire.event import Event
+from xchat.wire.kinds import KIND_AUTH
 from xchat.wire.relay_url import normalize_relay_url
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ __all__ = [
     "SignatureChecker",
 ]
 
-KIND_AUTH: Final = 22242
 AUTH_WINDOW: Final = 600  # seconds a NIP-42 auth event's created_at may be off
 _WILDCARDS: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - recognised, not bound
 #: Signatures checked in one hand-over to the thread.

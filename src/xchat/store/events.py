@@ -16,10 +16,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Protocol
 
 from xchat.wire.event import Event
 from xchat.wire.filter import Filter
+from xchat.wire.kinds import KIND_DELETION, KIND_GIFT_WRAP
 
 __all__ = [
     "KIND_DELETION",
@@ -36,8 +37,6 @@ __all__ = [
     "is_replaceable",
 ]
 
-KIND_DELETION: Final = 5
-KIND_GIFT_WRAP: Final = 1059
 
 #: Where an event sits in query order: ``(created_at, id)``; newest first, then lowest id.
 Key = tuple[int, str]

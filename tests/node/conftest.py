@@ -79,15 +79,17 @@ def relays(tmp_path: Path, relay_fronts: dict[str, _Fronts]) -> Iterator[StartRe
 
 @pytest.fixture
 def faulty_relays(relay_fronts: dict[str, _Fronts]) -> Iterator[StartFaulty]:
-    """``faulty_relays(upstream_url, **faults)``: see :func:`start_faulty_relay`. In front
-    of a relay from ``relays``, it listens on a port that relay accepts in AUTH."""
+    """``faulty_relays(upstream_url, port=None, **faults)``: see :func:`start_faulty_relay`.
+    In front of a relay from ``relays``, it listens on a port that relay accepts in AUTH;
+    ``port`` starts one again where an earlier one (now stopped) listened."""
     started: list[FaultyRelay] = []
 
-    def start(upstream: str, **faults: Any) -> FaultyRelay:
+    def start(upstream: str, *, port: int | None = None, **faults: Any) -> FaultyRelay:
         front = relay_fronts.get(upstream)
-        sock = front.free.pop(0) if front is not None and front.free else None
+        sock = front.free.pop(0) if port is None and front is not None and front.free else None
         try:
-            port = sock.getsockname()[1] if sock is not None else 0
+            if port is None:
+                port = sock.getsockname()[1] if sock is not None else 0
             relay = start_faulty_relay(upstream, port=port, **faults)
         finally:
             if sock is not None:

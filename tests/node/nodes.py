@@ -215,6 +215,22 @@ class StreamRecorder:
         asyncio.run(read())
 
 
+def run_cli(
+    node: NodeProcess, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``xchat --home <node's home> ARGS`` as a user would type it (no XCHAT_ variables)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "xchat", "--home", str(node.home.path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=60,
+        check=False,
+    )
+
+
 def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after timeout."""
     deadline = time.monotonic() + timeout

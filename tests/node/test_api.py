@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -16,7 +13,7 @@ import jsonschema
 import orjson
 import pytest
 
-from tests.node.nodes import PASSPHRASE, NodeProcess, wait_for
+from tests.node.nodes import PASSPHRASE, NodeProcess, run_cli, wait_for
 from tests.relay.conftest import RelayProcess
 from xchat.cli.client import printable
 from xchat.home import Home
@@ -226,30 +223,15 @@ def test_bad_input_gets_clear_errors(pair: tuple[NodeProcess, NodeProcess]) -> N
     assert alice.status()["relays"]  # the node still serves
 
 
-def _xchat(
-    node: NodeProcess, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
-    return subprocess.run(
-        [sys.executable, "-m", "xchat", "--home", str(node.home.path), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        input=stdin,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_cli_is_a_thin_client(pair: tuple[NodeProcess, NodeProcess]) -> None:
     alice, bob = pair
-    added = _xchat(alice, "contacts", "add", bob.card(), "--name", "Bob", "--json")
+    added = run_cli(alice, "contacts", "add", bob.card(), "--name", "Bob", "--json")
     assert added.returncode == 0, added.stderr
     assert orjson.loads(added.stdout)["name"] == "Bob"
-    assert _xchat(bob, "contacts", "add", alice.npub, "--name", "Alice").returncode == 0
-    listed = orjson.loads(_xchat(alice, "contacts", "--json").stdout)
+    assert run_cli(bob, "contacts", "add", alice.npub, "--name", "Alice").returncode == 0
+    listed = orjson.loads(run_cli(alice, "contacts", "--json").stdout)
     assert [c["name"] for c in listed] == ["Bob"]
-    sent = _xchat(alice, "send", "Bob", "hello", "from", "the", "cli", "--json")
+    sent = run_cli(alice, "send", "Bob", "hello", "from", "the", "cli", "--json")
     assert sent.returncode == 0, sent.stderr
     message = orjson.loads(sent.stdout)
     assert message["body"] == "hello from the cli"
@@ -261,32 +243,32 @@ def test_cli_is_a_thin_client(pair: tuple[NodeProcess, NodeProcess]) -> None:
     # Terminal escapes from a peer are shown escaped, never interpreted.
     bob.send(alice.pubkey, "\x1b[2J\x1b]0;pwned\x07red\u202eevil")
     wait_for(lambda: len(alice.messages(bob.pubkey)) == 2, what="escape message")
-    shown = _xchat(alice, "messages", "Bob")
+    shown = run_cli(alice, "messages", "Bob")
     assert shown.returncode == 0
     assert "\x1b" not in shown.stdout
     assert "\u202e" not in shown.stdout
     assert "\\x1b[2J" in shown.stdout
     assert "\\u202e" in shown.stdout
-    as_json = orjson.loads(_xchat(alice, "messages", bob.npub, "--json").stdout)
+    as_json = orjson.loads(run_cli(alice, "messages", bob.npub, "--json").stdout)
     assert next(m["body"] for m in as_json) == "hello from the cli"  # oldest first
-    status = orjson.loads(_xchat(alice, "status", "--json").stdout)
+    status = orjson.loads(run_cli(alice, "status", "--json").stdout)
     assert status["npub"] == alice.npub
-    verify = _xchat(alice, "verify", "Bob")
+    verify = run_cli(alice, "verify", "Bob")
     assert verify.returncode == 0
     assert "Safety number" in verify.stdout
-    relays = _xchat(alice, "relays")
+    relays = run_cli(alice, "relays")
     assert "connected" in relays.stdout
-    unknown = _xchat(alice, "send", "Nobody", "hi")
+    unknown = run_cli(alice, "send", "Nobody", "hi")
     assert unknown.returncode == 1
     assert "no contact by that name" in unknown.stderr
     # chat: history, a line typed is sent
-    chat = _xchat(alice, "chat", "Bob", stdin="typed in chat\n")
+    chat = run_cli(alice, "chat", "Bob", stdin="typed in chat\n")
     assert chat.returncode == 0, chat.stderr
     assert "hello from the cli" in chat.stdout
     assert "\x1b" not in chat.stdout
     wait_for(lambda: bob.messages(alice.pubkey)[-1]["body"] == "typed in chat", what="chat line")
     alice.stop()
-    down = _xchat(alice, "status")
+    down = run_cli(alice, "status")
     assert down.returncode == 1
     assert "not running" in down.stderr
     assert "xchat up" in down.stderr

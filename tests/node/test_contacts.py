@@ -8,8 +8,6 @@ import asyncio
 import dataclasses
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.node.faulty_relay import FaultyRelay
-from tests.node.nodes import NodeProcess, StreamRecorder, wait_for
+from tests.node.nodes import NodeProcess, StreamRecorder, run_cli, wait_for
 from tests.relay.conftest import RelayProcess
 from xchat.core.channel import Channel
 from xchat.core.device import DeviceBundle, LocalDevice
@@ -53,18 +51,6 @@ def _publish(url: str, events: list[Event]) -> None:
 def _bundle(url: str, pubkey: str) -> Event | None:
     found = _query(url, [{"kinds": [KIND_DEVICE_BUNDLE], "authors": [pubkey]}])
     return max(found, key=lambda e: e.created_at) if found else None
-
-
-def _xchat(node: NodeProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
-    return subprocess.run(
-        [sys.executable, "-m", "xchat", "--home", str(node.home.path), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
 
 
 def _bodies(node: NodeProcess, peer: NodeProcess) -> list[str]:
@@ -197,10 +183,10 @@ def test_a_refused_bundle_is_a_visible_warning(
     health = {r["url"]: r for r in alice.call("GET", "/api/relays")["health"]}
     assert "device bundle" in health[small.url]["warning"]
     assert health[good.url]["warning"] == ""
-    status = _xchat(alice, "status")
+    status = run_cli(alice, "status")
     assert "Warning:" in status.stdout
     assert "device bundle" in status.stdout
-    listed = _xchat(alice, "relays")
+    listed = run_cli(alice, "relays")
     assert "warning:" in listed.stdout
     assert "device bundle" in listed.stdout
     with StreamRecorder(alice) as stream:
@@ -271,7 +257,7 @@ def test_a_contact_whose_node_comes_later_is_upgraded_to_forward_secrecy(
         assert added["forward_secret"] is False
         assert added["not_forward_secret_reason"] == "no_keys"
         assert added["next_keys_check_at"] is not None
-        shown = _xchat(alice, "contacts")
+        shown = run_cli(alice, "contacts")
         assert "Bob's app has not published its X Chat keys yet" in shown.stdout
         assert "keeps looking" in shown.stdout
         early = alice.send(bob.pubkey, "before your node ran")
@@ -281,7 +267,7 @@ def test_a_contact_whose_node_comes_later_is_upgraded_to_forward_secrecy(
     assert upgrade["pubkey"] == bob.pubkey
     assert upgrade["contact"]["forward_secret"] is True
     assert upgrade["contact"]["not_forward_secret_reason"] is None
-    header = _xchat(alice, "messages", "Bob")
+    header = run_cli(alice, "messages", "Bob")
     assert "Forward-secret" in header.stdout
     later = alice.send(bob.pubkey, "now forward-secret")
     assert later["forward_secret"] is True

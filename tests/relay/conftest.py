@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,21 @@ class RelayProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         return stop_process(self.process, sig, timeout)
+
+    def follow_log(self, needle: str) -> threading.Event:
+        """Set once a line of the relay's log contains ``needle`` (read by a thread of
+        its own from now on)."""
+        found = threading.Event()
+
+        def follow() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                if needle in line:
+                    found.set()
+                    return
+
+        threading.Thread(target=follow, daemon=True).start()
+        return found
 
 
 def start_relay(

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import os
 import struct
-import threading
 import time
 from typing import Any
 
@@ -137,21 +136,6 @@ def test_a_slow_but_steady_reader_gets_everything(relay_factory: Any) -> None:
     run(scenario())
 
 
-def wait_for_line(relay: RelayProcess, needle: str, timeout: float) -> bool:
-    """Read the relay's log until a line contains ``needle`` (False after ``timeout``)."""
-    found = threading.Event()
-
-    def follow() -> None:
-        assert relay.process.stdout is not None
-        for line in relay.process.stdout:
-            if needle in line:
-                found.set()
-                return
-
-    threading.Thread(target=follow, daemon=True).start()
-    return found.wait(timeout)
-
-
 def test_a_reader_that_stops_is_dropped_after_the_write_timeout(relay_factory: Any) -> None:
     relay = relay_factory("[limits]\nwrite_timeout = 1.0\n" + NO_RATE_LIMITS)
     key, notes = big_notes(100)  # ~12 MB: more than any buffer on the way
@@ -160,10 +144,8 @@ def test_a_reader_that_stops_is_dropped_after_the_write_timeout(relay_factory: A
         await publish_all(relay, notes)
         req = m.req_message("stuck", [{"authors": [key.public_key.hex]}])
         reader, writer = await _raw_websocket(relay.url, req)
-        dropped = await asyncio.to_thread(
-            wait_for_line, relay, "dropped a client that read nothing", 60
-        )
-        assert dropped
+        dropped = relay.follow_log("dropped a client that read nothing")
+        assert await asyncio.to_thread(dropped.wait, 60)
         # what was in flight can still be read, but not the whole answer
         messages = []
         try:

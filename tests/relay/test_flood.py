@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import threading
 import time
 from typing import Any
 
@@ -31,20 +30,6 @@ CONTENT = 60_000  # characters: 8 x 200 x 60 KB = 96 MB sent as fast as the sock
 #: slack. Measured: 86 MB; without the bound (the queue reading the flood as fast as it
 #: came), 263 MB.
 FLOOD_GROWTH_KIB = 120 * 1024
-
-
-def follow_log(relay: RelayProcess, needle: str) -> threading.Event:
-    """Set once a line of the relay's log contains ``needle``."""
-    found = threading.Event()
-
-    def follow() -> None:
-        assert relay.process.stdout is not None
-        for line in relay.process.stdout:
-            if needle in line:
-                found.set()
-
-    threading.Thread(target=follow, daemon=True).start()
-    return found
 
 
 def flood_config(ingest_wait: float, batch_delay: float) -> str:
@@ -142,7 +127,7 @@ def test_a_flood_faster_than_the_store_is_held_back_in_bounded_memory(
 
     async def scenario() -> tuple[int, int, list[Any], int, int, bool]:
         # follow the log from the start: the queue must actually have been full
-        full = follow_log(relay, "the ingest queue is full")
+        full = relay.follow_log("the ingest queue is full")
         before, peak, results, served = await flood_and_measure(relay)
         authors = [events[0].pubkey for events, _ in results]
         count = await stored_count(relay, authors)

@@ -562,6 +562,43 @@ def test_held_envelopes_and_chain_progress_survive_a_restart(now: int) -> None:
     assert bob2.holding == 0
 
 
+def test_a_session_from_before_chain_progress_was_kept_takes_its_chain_as_it_comes(
+    now: int,
+) -> None:
+    """After the upgrade that began keeping chain progress, a session's current chain
+    may already be hundreds long: its first envelope opens at once, not held as if the
+    chain began at 0 (which would wait for, then report lost, messages opened long ago);
+    from then on the chain is tracked. A session not marked so is held as before."""
+    alice_device, bob_device = make_device("alice", now), make_device("bob", now)
+    alice, bob = Channel(alice_device), Channel(bob_device)
+    a, b = connect(alice, bob, now)
+    wraps = [alice.seal(a, text(f"m{i}", now), now, os.urandom) for i in range(200)]
+    bob.open_batch(wraps[:100], now, os.urandom)  # opened before the upgrade
+    storage = os.urandom(32)
+    record = b.to_record(storage, os.urandom)
+
+    def restarted(untracked: list[str]) -> Channel:
+        again = Channel(bob_device, [Session.from_record(record, b.session_id, storage)])
+        again.restore_chains({}, untracked)
+        return again
+
+    legacy = restarted([b.session_id])
+    results = legacy.open_batch([wraps[120]], now, os.urandom)
+    (incoming,) = [r for _, r in results if isinstance(r, Incoming)]
+    assert incoming.lost == 0
+    assert legacy.take_tracked() == [b.session_id]
+    assert legacy.take_tracked() == []
+    # tracked from here on: 100..119 are below it and open; 199 is far ahead of 121
+    assert len(opened_ids(legacy.open_batch(wraps[100:120], now, os.urandom))) == 20
+    assert legacy.open_batch([wraps[199]], now, os.urandom) == []
+    assert legacy.holding == 1
+    # not marked: held as if the chain began at 0
+    plain = restarted([])
+    assert plain.open_batch([wraps[120]], now, os.urandom) == []
+    assert plain.holding == 1
+    assert plain.take_tracked() == []
+
+
 def test_a_chain_state_from_disk_is_checked() -> None:
     assert ChainState.from_json(ChainState(5, {1, 3}).to_json()) == ChainState(5, {1, 3})
     for bad in (b"", b"[]", b'{"next": 2, "missing": [5]}', b'{"next": -1, "missing": []}'):

@@ -1070,7 +1070,7 @@ def test_outbox_housekeeping(tmp_path: Path) -> None:
 # --- envelopes held back and chain progress (schema version 2) --------------------------------
 
 
-def test_version_1_is_upgraded_with_empty_held_and_chains_tables(
+def test_version_1_is_upgraded_with_empty_held_and_chains_tables_and_untracked_sessions(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as m:
@@ -1078,6 +1078,7 @@ def test_version_1_is_upgraded_with_empty_held_and_chains_tables(
         s = NodeStore(path, KEY)
         s.open()
         s.insert_message(message(id="from-v1"))
+        s.save_session(SessionRow("s1", ALICE, "curveA", b"\x01" * 5, 10))
         s.close()
     conn = raw(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
@@ -1087,6 +1088,12 @@ def test_version_1_is_upgraded_with_empty_held_and_chains_tables(
     assert s.get_message("from-v1") is not None
     assert s.held() == []
     assert s.chains() == []
+    # its sessions predate chain progress: their first chain opens as it comes
+    assert s.untracked() == ["s1"]
+    s.save_session(SessionRow("s2", BOB, "curveB", b"\x02" * 5, 20))
+    assert s.untracked() == ["s1"]  # a new session is tracked from its start
+    s.set_tracked(["s1"])
+    assert s.untracked() == []
     s.close()
     conn = raw(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == CURRENT_VERSION == 2

@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -156,6 +157,8 @@ class Channel:
         self._held_added: dict[str, tuple[Event, int]] = {}
         self._held_removed: set[str] = set()
         self._deferred: list[Event] = []
+        self._untracked: set[str] = set()  # session ids (see restore_chains)
+        self._now_tracked: list[str] = []
         self.conversation_keys = nip44.ConversationKeyCache()
         for session in sessions or ():
             self._add(session)
@@ -376,7 +379,16 @@ class Channel:
     ) -> Incoming | RemoteProtocolError | None:
         """Open, hold or defer one envelope (None: held or deferred)."""
         lost = 0
-        if item.position is not None:
+        # A session from before chain progress was kept: its first chain seen is taken
+        # as it comes (its progress is unknown; holding it as if it began at 0 would
+        # wait for, and then report lost, messages opened long ago).
+        untracked = (
+            item.position is not None
+            and item.mailbox is not None
+            and item.mailbox.session_id in self._untracked
+            and not self._hold.knows(item.position[0])
+        )
+        if item.position is not None and not untracked:
             size = event_size(event)
             decision = self._hold.decide(item.position, since, size, give_up_before)
             if decision.action == "hold":
@@ -393,7 +405,10 @@ class Channel:
         except RemoteProtocolError as exc:
             return exc
         if item.position is not None:
-            self._hold.opened(item.position, give_up=lost > 0)
+            self._hold.opened(item.position, give_up=lost > 0 or untracked)
+        if untracked and item.mailbox is not None:
+            self._untracked.discard(item.mailbox.session_id)
+            self._now_tracked.append(item.mailbox.session_id)
         return dataclasses.replace(incoming, lost=lost) if lost else incoming
 
     def take_held_changes(self) -> tuple[list[tuple[Event, int]], list[str]]:
@@ -432,8 +447,18 @@ class Channel:
         """Chain progress changed since the last call, by ratchet key (to persist)."""
         return self._hold.take_changed()
 
-    def restore_chains(self, chains: dict[bytes, ChainState]) -> None:
+    def restore_chains(
+        self, chains: dict[bytes, ChainState], untracked: Iterable[str] = ()
+    ) -> None:
+        """Chain progress kept on disk, and the sessions that predate it (their first
+        chain seen opens as it comes)."""
         self._hold.restore(chains)
+        self._untracked.update(untracked)
+
+    def take_tracked(self) -> list[str]:
+        """Sessions no longer untracked since the last call (to persist)."""
+        tracked, self._now_tracked = self._now_tracked, []
+        return tracked
 
     def _unwrap(self, event: Event, now: int) -> _Unwrapped:
         """Steps 1 and 2: route by recipient and unwrap (no state changes)."""

@@ -132,6 +132,10 @@ class HoldBack(Generic[T]):
     def chain(self, ratchet: bytes) -> ChainState:
         return self._chains.get(ratchet) or ChainState()
 
+    def knows(self, ratchet: bytes) -> bool:
+        """Whether anything of this chain was opened (and its progress kept)."""
+        return ratchet in self._chains
+
     def _far_ahead(self, position: Position) -> bool:
         return self.chain(position[0]).skipped_after(position[1]) > SKIPPED_KEYS
 

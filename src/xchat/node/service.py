@@ -399,7 +399,7 @@ class Node:
         for ratchet, text in await self._db(self.store.chains):
             with contextlib.suppress(DecodeError):
                 chains[ratchet] = ChainState.from_json(text)
-        self.channel.restore_chains(chains)
+        self.channel.restore_chains(chains, await self._db(self.store.untracked))
         held: list[tuple[Event, int]] = []
         gone: list[str] = []
         for event_id, text, since in await self._db(self.store.held):
@@ -1210,6 +1210,7 @@ class Node:
         opened, seen_only = await self._open_events(events, now)
         held, released = self.channel.take_held_changes()
         chains = self.channel.take_chain_changes()
+        tracked = self.channel.take_tracked()
         for event in self.channel.take_deferred():
             self.pool.forget(event.id)  # no room to hold it: the next re-read brings it
         if not opened and not seen_only and not held and not released:
@@ -1241,6 +1242,7 @@ class Node:
             store.release(released)
             for ratchet, state in chain_rows:
                 store.save_chain(ratchet, state, now)
+            store.set_tracked(tracked)
             return self._apply_incoming(store, opened, seen_only, now)
 
         results = await self._commit(apply)

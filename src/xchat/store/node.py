@@ -301,6 +301,11 @@ _MIGRATIONS: tuple[Migration, ...] = (
                 updated_at INTEGER NOT NULL
             ) WITHOUT ROWID""",
             "CREATE INDEX chains_updated ON chains (updated_at)",
+            # Sessions from before chain progress was kept: how far their current chain
+            # has run is unknown, so the first chain seen in each is taken as it comes
+            # (not held as if it began at 0, nor reported as messages lost).
+            "CREATE TABLE untracked (session_id TEXT PRIMARY KEY) WITHOUT ROWID",
+            "INSERT INTO untracked (session_id) SELECT session_id FROM sessions",
         ),
     ),
 )
@@ -976,6 +981,18 @@ class NodeStore:
                 .fetchall()
             )
         return [(bytes(r[0]), str(r[1])) for r in reversed(rows)]
+
+    def untracked(self) -> list[str]:
+        """Sessions whose chain progress was never kept (they predate it)."""
+        with _GUARD:
+            rows = self._db().execute("SELECT session_id FROM untracked").fetchall()
+        return [str(r[0]) for r in rows]
+
+    def set_tracked(self, session_ids: Sequence[str]) -> None:
+        with _GUARD:
+            self._db().executemany(
+                "DELETE FROM untracked WHERE session_id = ?", [(i,) for i in session_ids]
+            )
 
     def forget_chains(self, older_than: int) -> int:
         with _GUARD:

@@ -20,9 +20,9 @@ fit every inbox relay; a relay that does not answer is given the default limits.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import orjson
@@ -38,6 +38,8 @@ __all__ = [
     "publish_once",
     "query_once",
 ]
+
+T = TypeVar("T")
 
 #: The content limit assumed for a relay that publishes none (the common 4,096
 #: characters of strfry and nostr-rs-relay defaults).
@@ -93,32 +95,34 @@ async def fetch_limits(
     )
 
 
-async def publish_once(
-    session: aiohttp.ClientSession, url: str, event: Event, timeout: float
-) -> PublishResult:
-    """Publish ``event`` over a new connection, closed afterwards (RelayError if the
-    relay cannot be reached or does not answer within ``timeout``, connecting included)."""
+async def _once(
+    session: aiohttp.ClientSession,
+    url: str,
+    timeout: float,
+    request: Callable[[RelayConnection], Awaitable[T]],
+) -> T:
+    """``request`` over a new connection, closed afterwards (RelayError if the relay
+    cannot be reached or does not answer within ``timeout``, connecting included)."""
     try:
         async with asyncio.timeout(timeout):
             conn = await RelayConnection.connect(url, session=session, timeout=timeout)
             try:
-                return await conn.publish(event, timeout)
+                return await request(conn)
             finally:
                 await conn.close()
     except TimeoutError:
         raise RelayError(f"{url} did not answer within {timeout} s") from None
+
+
+async def publish_once(
+    session: aiohttp.ClientSession, url: str, event: Event, timeout: float
+) -> PublishResult:
+    """Publish ``event`` over a connection of its own (see :func:`_once`)."""
+    return await _once(session, url, timeout, lambda conn: conn.publish(event, timeout))
 
 
 async def query_once(
     session: aiohttp.ClientSession, url: str, filters: Sequence[dict[str, Any]], timeout: float
 ) -> list[Event]:
-    """Stored events matching ``filters``, over a new connection closed afterwards."""
-    try:
-        async with asyncio.timeout(timeout):
-            conn = await RelayConnection.connect(url, session=session, timeout=timeout)
-            try:
-                return await conn.query(filters, timeout)
-            finally:
-                await conn.close()
-    except TimeoutError:
-        raise RelayError(f"{url} did not answer within {timeout} s") from None
+    """Stored events matching ``filters``, over a connection of its own."""
+    return await _once(session, url, timeout, lambda conn: conn.query(filters, timeout))

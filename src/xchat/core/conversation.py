@@ -90,6 +90,7 @@ __all__ = [
     "check_edit",
     "direct_conversation",
     "lost_item_id",
+    "may_edit",
 ]
 
 #: Early effects (reactions, edits, deletions before their message) kept, by target.
@@ -406,6 +407,18 @@ def _apply_effect(
         apply_delete(row)
     store.update_message(row)
     return [MessageChanged(row)]
+
+
+def may_edit(target: Message, author: str, came_in_on: str) -> bool:
+    """Whether an edit or deletion by ``author``, come in on the conversation
+    ``came_in_on``, may change ``target``: it is the author's, incoming, not deleted,
+    and in that conversation."""
+    return (
+        not target.outgoing
+        and not target.deleted
+        and target.sender == author
+        and target.conversation == came_in_on
+    )
 
 
 def _is_member(store: ReceivingStore, conversation_id: str, pubkey: str) -> bool:

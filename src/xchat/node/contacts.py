@@ -152,8 +152,7 @@ class Contacts:
         if not directory.keep_looking(contact):
             self.lookups.forget(pubkey)
             if was_nip17 and not contact.nip17_only:
-                self.ctx.emit(ForwardSecrecyUpgraded(contact))
-                self.ctx.emit(ContactChanged(contact))
+                self.ctx.emit(ForwardSecrecyUpgraded(contact))  # also a contact change
         elif pubkey in self.lookups:
             self.lookups.checked(pubkey, clock())
         else:

@@ -192,7 +192,7 @@ class Inbox:
                     now,
                 )
         device_write = ctx.device_write() if any(i.new_session for i in opened) else None
-        rules, rng = self.rules, ctx.rng
+        run_rules = self.rules.job(opened, seen_only, now, now_ms, ctx.rng)
 
         def apply(store: NodeStore) -> Applied:
             for record in sessions.values():
@@ -205,7 +205,7 @@ class Inbox:
             for ratchet, state in chain_rows:
                 store.save_chain(ratchet, state, now)
             store.set_tracked(tracked)
-            return rules.apply(store, opened, seen_only, now, now_ms, rng)
+            return run_rules(store)
 
         applied = await ctx.committer.commit(apply)
         ctx.stats.received += applied.received

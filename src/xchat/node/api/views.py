@@ -115,7 +115,10 @@ def event_json(  # noqa: PLR0911 - one answer per kind of event
             return [{"type": "contact", "contact": contact_json(contact, marks(contact))}]
         case ForwardSecrecyUpgraded(contact):
             view = contact_json(contact, marks(contact))
-            return [{"type": "forward_secrecy", "pubkey": contact.pubkey, "contact": view}]
+            return [
+                {"type": "forward_secrecy", "pubkey": contact.pubkey, "contact": view},
+                {"type": "contact", "contact": view},
+            ]
         case DeviceAdded(pubkey, device_id):
             return [{"type": "device_added", "pubkey": pubkey, "device": device_id}]
         case ReadMarked(conversation, ids):

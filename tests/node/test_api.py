@@ -401,11 +401,15 @@ def test_conversations_are_named_by_their_ids(pair: tuple[NodeProcess, NodeProce
     check = Checker(document).check
     added = alice.call("POST", "/api/contacts", {"address": bob.card(), "name": "Bob"})
     conv = added["conversation"]
-    assert conv is not None and len(conv) == 32 and conv != bob.pubkey
+    assert conv is not None
+    assert len(conv) == 32
+    assert conv != bob.pubkey
     code, again = _raw(
         alice, "POST", "/api/contacts", body=orjson.dumps({"address": bob.card(), "name": "X"})
     )
-    assert code == 200 and again["already_contact"] is True and again["name"] == "Bob"
+    assert code == 200
+    assert again["already_contact"] is True
+    assert again["name"] == "Bob"
     check("/api/contacts", "POST", 200, again)
     listed = alice.call("GET", "/api/conversations")
     assert [(c["id"], c["kind"], c["peer"], c["members"]) for c in listed] == [
@@ -413,7 +417,8 @@ def test_conversations_are_named_by_their_ids(pair: tuple[NodeProcess, NodeProce
     ]
     one = alice.call("GET", f"/api/conversations/{conv}")
     check("/api/conversations/{id}", "GET", 200, one)
-    assert one["id"] == conv and one["name"] == "Bob"
+    assert one["id"] == conv
+    assert one["name"] == "Bob"
     sent = alice.call("POST", f"/api/conversations/{conv}/messages", {"text": "by id"})
     assert sent["conversation"] == conv
     by_alias = alice.call("GET", f"/api/conversations/{bob.pubkey}/messages")
@@ -461,7 +466,8 @@ def test_the_passphrase_changes_and_the_old_one_stops_working(
     assert code == 204
     alice.call("POST", "/api/lock")
     code, answer = _raw(alice, "POST", "/api/unlock", body=orjson.dumps({"passphrase": PASSPHRASE}))
-    assert code == 400 and answer["error"]["code"] == "wrong_passphrase"
+    assert code == 400
+    assert answer["error"]["code"] == "wrong_passphrase"
     assert alice.call("POST", "/api/unlock", {"passphrase": new})["state"] == "unlocked"
 
 
@@ -473,7 +479,8 @@ def test_default_relays_come_from_the_environment(
     stand_ins = [relays().url, relays().url]
     node = node_factory((), env={"XCHAT_DEFAULT_RELAYS": ",".join(stand_ins)})
     answer = node.call("GET", "/api/relays/defaults")
-    assert answer["relays"] == stand_ins and "NIP-17" in answer["about"]
+    assert answer["relays"] == stand_ins
+    assert "NIP-17" in answer["about"]
 
 
 def _raw_empty(node: NodeProcess, path: str, body: dict[str, Any]) -> tuple[int, bytes]:

@@ -434,7 +434,8 @@ def test_conversations_are_named_by_their_ids(pair: tuple[NodeProcess, NodeProce
         ("/api/conversations/nope/messages", "32 hex digits"),
     ):
         code, answer = _raw(alice, "GET", path)
-        assert code == 400 and fragment in answer["error"]["message"].lower(), answer
+        assert code == 400, answer
+        assert fragment in answer["error"]["message"].lower(), answer
     for text, fragment in (("   \n\t", "empty"), ("é" * 20_000, "32 kib (32,768 bytes)")):
         code, answer = _raw(
             alice,
@@ -442,7 +443,8 @@ def test_conversations_are_named_by_their_ids(pair: tuple[NodeProcess, NodeProce
             f"/api/conversations/{conv}/messages",
             body=orjson.dumps({"text": text}),
         )
-        assert code == 400 and fragment in answer["error"]["message"].lower(), answer
+        assert code == 400, answer
+        assert fragment in answer["error"]["message"].lower(), answer
         assert answer["error"]["message"].endswith(".")
     status = alice.call("GET", "/api/status")
     check("/api/status", "GET", 200, status)
@@ -456,7 +458,8 @@ def test_the_passphrase_changes_and_the_old_one_stops_working(
     code, answer = _raw(
         alice, "POST", "/api/passphrase", body=orjson.dumps({"old": "wrong one!", "new": "x" * 12})
     )
-    assert code == 403 and answer["error"]["code"] == "wrong_passphrase", answer
+    assert code == 403, answer
+    assert answer["error"]["code"] == "wrong_passphrase", answer
     code, answer = _raw(
         alice, "POST", "/api/passphrase", body=orjson.dumps({"old": PASSPHRASE, "new": "short"})
     )

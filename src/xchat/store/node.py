@@ -25,7 +25,8 @@ Theory of operation:
   ``synchronous=FULL`` (a committed write is on disk: a message is persisted before it
   is sent) and foreign keys.
 * **Schema versions**: ``PRAGMA user_version`` is the number of steps of
-  ``_MIGRATIONS`` applied (0: an empty file). Opening applies the missing steps in one
+  :data:`~xchat.store.migrations.node.NODE_MIGRATIONS` applied (0: an empty file).
+  Opening applies the missing steps in one
   ``BEGIN IMMEDIATE`` transaction, so an interrupted upgrade leaves the old version; a
   database from a newer X Chat is refused. A released step is never edited.
 * **Transactions**: ``isolation_level=None``; a call outside :meth:`NodeStore.transaction`
@@ -53,7 +54,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,7 @@ from xchat.errors import (
     LocalProtocolError,
     XChatError,
 )
-from xchat.store.migrations import Migration
+from xchat.store.migrations import NODE_MIGRATIONS, Migration, pending
 
 if TYPE_CHECKING:  # sqlcipher3 mirrors the sqlite3 module and ships no type information
     from sqlite3 import Connection
@@ -202,113 +203,9 @@ _INTEGRITY_ERRORS: Final = (_sqlcipher.IntegrityError, sqlite3.IntegrityError)
 _VALUE_ERRORS: Final = (TypeError, ValueError, OverflowError)
 _TRANSLATED: Final = (*_DB_ERRORS, *_VALUE_ERRORS)
 
-#: The schema, step by step: step ``n`` takes ``PRAGMA user_version`` from ``n - 1`` to
-#: ``n`` (0 is an empty file). Never edit a released step: add one.
-_MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        1,
-        "first layout",
-        (
-            "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-            # pos orders the relays as they were added; AUTOINCREMENT never reuses one
-            "CREATE TABLE relays (pos INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT NOT NULL UNIQUE)",
-            """CREATE TABLE contacts (
-                pubkey TEXT PRIMARY KEY,
-                name TEXT,
-                state TEXT NOT NULL,
-                relays TEXT NOT NULL,
-                created_at INTEGER NOT NULL,
-                nip17_only INTEGER NOT NULL,
-                verified TEXT,
-                bundle_checked_at INTEGER NOT NULL
-            )""",
-            # Keyed by person and device: nobody's certificate can replace another
-            # person's device row.
-            """CREATE TABLE devices (
-                pubkey TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                curve25519 TEXT NOT NULL,
-                certificate TEXT NOT NULL,
-                first_seen INTEGER NOT NULL,
-                bundle TEXT,
-                PRIMARY KEY (pubkey, device_id)
-            )""",
-            """CREATE TABLE sessions (
-                session_id TEXT PRIMARY KEY,
-                pubkey TEXT NOT NULL,
-                device_curve TEXT NOT NULL,
-                record BLOB NOT NULL,
-                updated_at INTEGER NOT NULL
-            )""",
-            """CREATE TABLE messages (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                id TEXT NOT NULL UNIQUE,
-                conversation TEXT NOT NULL,
-                outgoing INTEGER NOT NULL,
-                sender TEXT NOT NULL,
-                type TEXT NOT NULL,
-                body TEXT NOT NULL,
-                sent_at INTEGER NOT NULL,
-                received_at INTEGER NOT NULL,
-                state TEXT NOT NULL,
-                forward_secret INTEGER NOT NULL,
-                reply_to TEXT,
-                state_detail TEXT NOT NULL,
-                edited_at INTEGER,
-                deleted INTEGER NOT NULL,
-                reactions TEXT
-            )""",
-            "CREATE INDEX messages_conversation ON messages (conversation, sent_at, seq)",
-            "CREATE INDEX messages_unread ON messages (conversation)"
-            " WHERE outgoing = 0 AND state = 'received'",
-            """CREATE TABLE outbox (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                message_id TEXT NOT NULL,
-                recipient TEXT NOT NULL,
-                event TEXT,
-                relays TEXT NOT NULL,
-                accepted TEXT NOT NULL,
-                state TEXT NOT NULL,
-                attempts INTEGER NOT NULL,
-                next_attempt_at INTEGER NOT NULL,
-                last_error TEXT NOT NULL,
-                created_at INTEGER NOT NULL
-            )""",
-            "CREATE INDEX outbox_message ON outbox (message_id)",
-            "CREATE INDEX outbox_due ON outbox (next_attempt_at)"
-            " WHERE state IN ('unsealed', 'pending')",
-            "CREATE TABLE seen (event_id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID",
-            "CREATE INDEX seen_at ON seen (at)",
-        ),
-    ),
-    Migration(
-        2,
-        "envelopes held back for their chain order, and the progress of each chain",
-        (
-            # Gift wraps not opened yet (far ahead in their Olm chain), not marked seen:
-            # kept across restarts so that a backlog is never read into memory only.
-            """CREATE TABLE held (
-                event_id TEXT PRIMARY KEY,
-                event TEXT NOT NULL,
-                size INTEGER NOT NULL,
-                held_at INTEGER NOT NULL
-            ) WITHOUT ROWID""",
-            # Per ratchet key (an Olm header's): one past the highest index opened and
-            # the missing indices below it, as JSON {"next": n, "missing": [...]}.
-            """CREATE TABLE chains (
-                ratchet BLOB PRIMARY KEY,
-                state TEXT NOT NULL,
-                updated_at INTEGER NOT NULL
-            ) WITHOUT ROWID""",
-            "CREATE INDEX chains_updated ON chains (updated_at)",
-            # Sessions from before chain progress was kept: how far their current chain
-            # has run is unknown, so the first chain seen in each is taken as it comes
-            # (not held as if it began at 0, nor reported as messages lost).
-            "CREATE TABLE untracked (session_id TEXT PRIMARY KEY) WITHOUT ROWID",
-            "INSERT INTO untracked (session_id) SELECT session_id FROM sessions",
-        ),
-    ),
-)
+#: The schema's steps (:mod:`xchat.store.migrations.node`); read at open time, so that
+#: tests can add a step.
+_MIGRATIONS: tuple[Migration, ...] = NODE_MIGRATIONS
 
 _CONTACT_COLUMNS: Final = (
     "pubkey, name, state, relays, created_at, nip17_only, verified, bundle_checked_at"
@@ -1054,26 +951,29 @@ def _user_version(conn: Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _check_version(version: int, path: Path) -> None:
-    latest = _MIGRATIONS[-1].version
-    if version > latest:
-        raise KeystoreCorrupt(
+def _newer(path: Path) -> Callable[[int, int], XChatError]:
+    def error(version: int, latest: int) -> XChatError:
+        return KeystoreCorrupt(
             f"the node database {path} was written by a newer X Chat (schema version"
             f" {version}; this one knows up to {latest}): upgrade X Chat to open it"
         )
+
+    return error
+
+
+def _check_version(version: int, path: Path) -> None:
+    pending(version, _MIGRATIONS, _newer(path))
 
 
 def _migrate(conn: Connection, path: Path) -> None:
     """Apply the missing steps in one transaction: all of them, or none."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        version = _user_version(conn)  # again, now that we hold the write lock
-        _check_version(version, path)
-        for step in _MIGRATIONS:
-            if step.version > version:
-                for statement in step.statements:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {int(step.version)}")
+        # The version again, now that we hold the write lock.
+        for step in pending(_user_version(conn), _MIGRATIONS, _newer(path)):
+            for statement in step.statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {int(step.version)}")
         conn.execute("COMMIT")
     except BaseException:
         _quietly(conn, "ROLLBACK")

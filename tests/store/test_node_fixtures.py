@@ -1,0 +1,171 @@
+"""The released node.db formats open with today's code, every row as it was written.
+
+tests/fixtures/node-v1.db (schema version 1, written by commit da73fc5) and node-v2.db
+(version 2, issue 9) were written once by tests/fixtures/make_node_db.py from the rows
+in tests/fixtures/node_db_data.py. If a test here fails, the change broke the format:
+fix the code, not the fixture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlcipher3.dbapi2 as sqlcipher
+
+from tests.fixtures import node_db_data as data
+from xchat.errors import KeystoreCorrupt
+from xchat.store.migrations import NODE_SCHEMA_VERSION
+from xchat.store.node import NodeStore
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+VERSIONS = [1, 2]
+
+
+def raw(path: Path) -> Any:
+    conn = sqlcipher.connect(str(path), isolation_level=None)
+    conn.execute(f"PRAGMA key = \"x'{data.KEY.hex()}'\"")
+    conn.execute("PRAGMA cipher_compatibility = 4")
+    return conn
+
+
+def copy(version: int, tmp_path: Path) -> Path:
+    target = tmp_path / "node.db"
+    shutil.copyfile(FIXTURES / f"node-v{version}.db", target)
+    return target
+
+
+@pytest.fixture(params=VERSIONS, ids=lambda v: f"v{v}")
+def opened(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    path = copy(request.param, tmp_path)
+    store = NodeStore(path, data.KEY)
+    store.open()
+    yield request.param, store, path
+    store.close()
+
+
+def fields(row: object, names: Any) -> dict[str, Any]:
+    values = dataclasses.asdict(row)  # type: ignore[call-overload]
+    return {name: values[name] for name in names}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fixture_is_the_released_version(version: int) -> None:
+    """The committed file is encrypted under the known key and at its version."""
+    blob = (FIXTURES / f"node-v{version}.db").read_bytes()
+    assert b"SQLite format 3" not in blob[:16]
+    assert b"message 1" not in blob
+    assert data.ALICE.encode() not in blob
+    conn = raw(FIXTURES / f"node-v{version}.db")
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == version
+    finally:
+        conn.close()
+
+
+def test_settings_relays_contacts_devices(opened: Any) -> None:
+    _, store, _ = opened
+    for key, value in data.SETTINGS.items():
+        assert store.get_setting(key) == value
+    assert store.relays() == data.RELAYS
+    contacts = store.contacts()
+    assert [fields(c, data.CONTACTS[0]) for c in contacts] == data.CONTACTS
+    for contact in data.CONTACTS:
+        assert fields(store.get_contact(contact["pubkey"]), contact) == contact
+    assert [fields(d, data.DEVICES[0]) for d in store.devices(data.ALICE)] == data.DEVICES
+    assert store.devices(data.BOB) == []
+
+
+def test_sessions(opened: Any) -> None:
+    _, store, _ = opened
+    assert [fields(s, data.SESSIONS[0]) for s in store.sessions()] == data.SESSIONS
+
+
+def test_messages(opened: Any) -> None:
+    _, store, _ = opened
+    for position, expected in enumerate(data.MESSAGES):
+        row = store.get_message(expected["id"])
+        assert row is not None
+        assert fields(row, expected) == expected
+        assert row.seq == position + 1
+    by_peer: dict[str, list[str]] = {}
+    for expected in data.MESSAGES:
+        by_peer.setdefault(expected["conversation"], []).append(expected["id"])
+    for peer, ids in by_peer.items():
+        assert [m.id for m in store.messages(peer)] == ids[::-1]
+
+
+def test_conversations(opened: Any) -> None:
+    _, store, _ = opened
+    conversations = {c.pubkey: c for c in store.conversations()}
+    assert set(conversations) == {data.ALICE, data.BOB, data.DAVE, data.ERIN}  # not Carol
+    assert {pk: c.unread for pk, c in conversations.items()} == {
+        data.ALICE: 2,  # messages 4 and 6; 2 was read
+        data.BOB: 1,
+        data.DAVE: 1,
+        data.ERIN: 2,
+    }
+    assert conversations[data.ERIN].state == "request"
+    assert conversations[data.DAVE].forward_secret is False
+    last = conversations[data.ERIN].last_message
+    assert last is not None
+    assert last.id == data.MESSAGES[-1]["id"]
+
+
+def test_outbox(opened: Any) -> None:
+    _, store, _ = opened
+    rows = [
+        r for m in dict.fromkeys(o["message_id"] for o in data.OUTBOX) for r in store.outbox_for(m)
+    ]
+    rows.sort(key=lambda r: r.id)
+    assert [fields(r, data.OUTBOX[0]) for r in rows] == data.OUTBOX
+    assert [r.id for r in rows] == list(range(1, len(data.OUTBOX) + 1))
+    assert store.outbox_waiting() == 3
+
+
+def test_seen_held_chains_untracked(opened: Any) -> None:
+    version, store, _ = opened
+    for event_id, _at in data.SEEN:
+        assert store.seen(event_id)
+    if version == 1:  # step 2 ran on it: every session is untracked, nothing held
+        assert store.held() == []
+        assert store.chains() == []
+        assert sorted(store.untracked()) == sorted(s["session_id"] for s in data.SESSIONS)
+    else:
+        assert store.held() == [(i, e, at) for i, e, _size, at in data.HELD]
+        assert store.chains() == [(r, s) for r, s, _at in data.CHAINS]
+        assert store.untracked() == data.UNTRACKED
+
+
+def test_migrates_to_the_fresh_schema(opened: Any, tmp_path: Path) -> None:
+    """After opening, the fixture is at the newest version with exactly the tables and
+    indexes a new database gets."""
+    _, store, path = opened
+    store.close()
+    fresh = NodeStore(tmp_path / "fresh.db", data.KEY)
+    fresh.open()
+    fresh.close()
+    schemas = []
+    for file in (path, tmp_path / "fresh.db"):
+        conn = raw(file)
+        try:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == NODE_SCHEMA_VERSION
+            schemas.append(
+                conn.execute(
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+                ).fetchall()
+            )
+        finally:
+            conn.close()
+    assert schemas[0] == schemas[1]
+    store.open()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_wrong_key_is_refused(version: int, tmp_path: Path) -> None:
+    store = NodeStore(copy(version, tmp_path), bytes(32))
+    with pytest.raises(KeystoreCorrupt):
+        store.open()

@@ -30,6 +30,8 @@ LISTS = {
 PINNED = {
     ("node", 1): "d5e3ec168cdbc5f18368479e3ccd7ad27f607e073194a1a1f44d3ac9cecc827e",
     ("node", 2): "41f8c8c211dfab55ec054a148cf6997ce6d24a9f1438137eccb99665dd44d075",
+    # issue 10: conversations with ids and members, outbox job kinds
+    ("node", 3): "f05c366fdfc56e1e59f162da8db0d22b95b498d9666fac663483ff6818d45450",
     ("relay-sqlite", 0): "1b8f684b0f2503b2b2f7287d6580abd999f09a75bfb4c5f13d560baa7adac309",
     ("relay-sqlite", 1): "57e0cd859bec5e8e35b1686bfe0e9050d892c3e50bc48f24058b929984f828a2",
     ("relay-postgres", 0): "2605e9a569afc9faac709f88a9d83aa3080652c2391536b6c4151bf2c9d2df07",

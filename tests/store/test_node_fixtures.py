@@ -13,11 +13,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlcipher3.dbapi2 as sqlcipher
 
 from tests.fixtures import node_db_data as data
 from xchat.errors import KeystoreCorrupt
+from xchat.model import ConversationKind, JobKind, OutboxState
 from xchat.store.migrations import NODE_SCHEMA_VERSION
 from xchat.store.node import NodeStore
 
@@ -45,6 +47,23 @@ def opened(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     store.open()
     yield request.param, store, path
     store.close()
+
+
+def peers_by_conversation(store: NodeStore) -> dict[str, str]:
+    """Conversation id -> peer, for every peer of the fixture (step 3 gave each one)."""
+    out = {}
+    for peer in (data.ALICE, data.BOB, data.CAROL, data.DAVE, data.ERIN):
+        conversation = store.direct_conversation(peer)
+        assert conversation is not None
+        out[conversation.id] = peer
+    return out
+
+
+def as_written(message: Any, store: NodeStore) -> dict[str, Any]:
+    """A message row as the fixture wrote it: the conversation was the peer's key."""
+    row = fields(message, data.MESSAGES[0])
+    row["conversation"] = peers_by_conversation(store)[row["conversation"]]
+    return row
 
 
 def fields(row: object, names: Any) -> dict[str, Any]:
@@ -89,18 +108,18 @@ def test_messages(opened: Any) -> None:
     for position, expected in enumerate(data.MESSAGES):
         row = store.get_message(expected["id"])
         assert row is not None
-        assert fields(row, expected) == expected
+        assert as_written(row, store) == expected
         assert row.seq == position + 1
     by_peer: dict[str, list[str]] = {}
     for expected in data.MESSAGES:
         by_peer.setdefault(expected["conversation"], []).append(expected["id"])
-    for peer, ids in by_peer.items():
-        assert [m.id for m in store.messages(peer)] == ids[::-1]
+    for conversation, peer in peers_by_conversation(store).items():
+        assert [m.id for m in store.messages(conversation)] == by_peer.get(peer, [])[::-1]
 
 
 def test_conversations(opened: Any) -> None:
     _, store, _ = opened
-    conversations = {c.pubkey: c for c in store.conversations()}
+    conversations = {c.conversation.peer: c for c in store.conversations()}
     assert set(conversations) == {data.ALICE, data.BOB, data.DAVE, data.ERIN}  # not Carol
     assert {pk: c.unread for pk, c in conversations.items()} == {
         data.ALICE: 2,  # messages 4 and 6; 2 was read
@@ -115,15 +134,84 @@ def test_conversations(opened: Any) -> None:
     assert last.id == data.MESSAGES[-1]["id"]
 
 
+def outbox_as_written(entry: Any) -> dict[str, Any]:
+    """An outbox entry as the fixture wrote it (before step 3's job kinds)."""
+    row = fields(entry, [k for k in data.OUTBOX[0] if k not in ("event", "state")])
+    if entry.kind is JobKind.SEAL_LATER:
+        row["event"] = orjson.dumps({"pending": True, "message": entry.message}).decode()
+        row["state"] = "unsealed" if entry.state is OutboxState.PENDING else entry.state
+    else:
+        row["event"] = entry.event.to_json().decode()
+        row["state"] = entry.state
+    return row
+
+
 def test_outbox(opened: Any) -> None:
-    _, store, _ = opened
-    rows = [
-        r for m in dict.fromkeys(o["message_id"] for o in data.OUTBOX) for r in store.outbox_for(m)
-    ]
-    rows.sort(key=lambda r: r.id)
-    assert [fields(r, data.OUTBOX[0]) for r in rows] == data.OUTBOX
+    """Every outbox row is kept, with its envelope or message; the {"pending": ...} rows
+    are seal_later jobs (pending), the others envelope jobs."""
+    _, store, path = opened
+    message_ids = dict.fromkeys(o["message_id"] for o in data.OUTBOX)
+    rows = sorted((r for m in message_ids for r in store.outbox_for(m)), key=lambda r: r.id)
+    assert [outbox_as_written(r) for r in rows] == data.OUTBOX
     assert [r.id for r in rows] == list(range(1, len(data.OUTBOX) + 1))
+    assert [r.kind for r in rows] == [
+        JobKind.SEAL_LATER if o["event"].startswith('{"pending"') else JobKind.ENVELOPE
+        for o in data.OUTBOX
+    ]
+    assert rows[1].message == {
+        "v": 1,
+        "type": "text",
+        "id": data.MESSAGES[7]["id"],
+        "ts": 1_800_000_008_000,
+        "body": "message 8",
+    }
     assert store.outbox_waiting() == 3
+    assert [r.id for r in store.due_outbox(2**62)] == [2, 6, 1]
+    store.close()
+    conn = raw(path)  # the stored text itself is unchanged, byte for byte
+    try:
+        stored = conn.execute("SELECT event FROM outbox ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert [r[0] for r in stored] == [o["event"] for o in data.OUTBOX]
+    store.open()
+
+
+def test_step_3_gives_each_peer_one_direct_conversation(opened: Any) -> None:
+    """Step 3: one direct conversation per peer known by a contact row or a message,
+    the peer its only member, created when the first of them was; messages point at
+    it; no message, state or receipt lost."""
+    _, store, path = opened
+    ids = peers_by_conversation(store)
+    assert len(ids) == 5
+    first_seen: dict[str, int] = {}
+    for contact in data.CONTACTS:
+        first_seen[contact["pubkey"]] = contact["created_at"]
+    for message in data.MESSAGES:
+        at = message["received_at"] // 1000
+        first_seen[message["conversation"]] = min(first_seen.get(message["conversation"], at), at)
+    for conversation_id, peer in ids.items():
+        conversation = store.get_conversation(conversation_id)
+        assert conversation is not None
+        assert len(conversation_id) == 32
+        assert int(conversation_id, 16) >= 0
+        assert conversation_id == conversation_id.lower()
+        assert conversation.kind is ConversationKind.DIRECT
+        assert (conversation.peer, conversation.members) == (peer, (peer,))
+        assert conversation.created_at == first_seen[peer]
+    for contact in store.contacts():
+        assert ids[contact.conversation] == contact.pubkey
+    store.close()
+    conn = raw(path)
+    try:
+        rows = conn.execute("SELECT id, conversation, state FROM messages ORDER BY seq").fetchall()
+        assert conn.execute("SELECT count(*) FROM conversations").fetchone()[0] == 5
+    finally:
+        conn.close()
+    assert [(i, ids[c], s) for i, c, s in rows] == [
+        (m["id"], m["conversation"], m["state"]) for m in data.MESSAGES
+    ]
+    store.open()
 
 
 def test_seen_held_chains_untracked(opened: Any) -> None:

@@ -6,7 +6,8 @@ The mechanism (one transaction, newer databases refused, released steps never ed
 :mod:`xchat.store.node` and docs/storage.md.
 
 Released: step 1 (the first layout) and step 2 (issue 9: held envelopes, chain progress,
-untracked sessions). tests/fixtures/node-v1.db and node-v2.db were written by them.
+untracked sessions); tests/fixtures/node-v1.db and node-v2.db were written by them. Step 3
+(issue 10): conversations with ids and members, outbox job kinds.
 """
 
 from __future__ import annotations
@@ -121,6 +122,44 @@ _STEPS: Final = (
             # (not held as if it began at 0, nor reported as messages lost).
             "CREATE TABLE untracked (session_id TEXT PRIMARY KEY) WITHOUT ROWID",
             "INSERT INTO untracked (session_id) SELECT session_id FROM sessions",
+        ),
+    ),
+    Migration(
+        3,
+        "conversations with ids and members; outbox jobs of several kinds",
+        (
+            # A conversation's id is 16 random bytes (hex); a direct one is unique per peer.
+            """CREATE TABLE conversations (
+                id TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                peer TEXT UNIQUE,
+                created_at INTEGER NOT NULL
+            )""",
+            # The other participants (we are in every conversation we have).
+            """CREATE TABLE members (
+                conversation TEXT NOT NULL,
+                pubkey TEXT NOT NULL,
+                PRIMARY KEY (conversation, pubkey)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX members_pubkey ON members (pubkey)",
+            # One direct conversation per peer known as a contact or by a message.
+            """INSERT INTO conversations (id, kind, peer, created_at)
+                SELECT lower(hex(randomblob(16))), 'direct', peer, min(at) FROM (
+                    SELECT pubkey AS peer, created_at AS at FROM contacts
+                    UNION ALL
+                    SELECT conversation, received_at / 1000 FROM messages
+                ) GROUP BY peer""",
+            "INSERT INTO members (conversation, pubkey) SELECT id, peer FROM conversations",
+            """UPDATE messages SET conversation =
+                (SELECT c.id FROM conversations c WHERE c.peer = messages.conversation)""",
+            # The job of a row: publish a sealed envelope, or seal a message later (its
+            # payload, in the event column, is {"pending": true, "message": ...}).
+            "ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'envelope'",
+            """UPDATE outbox SET kind = 'seal_later'
+                WHERE state = 'unsealed' OR event LIKE '{"pending"%'""",
+            "UPDATE outbox SET state = 'pending' WHERE state = 'unsealed'",
+            "DROP INDEX outbox_due",
+            "CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending'",
         ),
     ),
 )

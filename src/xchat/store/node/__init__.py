@@ -54,6 +54,8 @@ Theory of operation:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from xchat.model import Contact, Device, Message, OutboxEntry, SessionRecord
 from xchat.store.node.contacts import CONTACT_STATES, Contacts
 from xchat.store.node.conversations import Conversations
@@ -62,6 +64,9 @@ from xchat.store.node.messages import MESSAGE_STATES, STATE_RANK, Messages
 from xchat.store.node.outbox import Outbox
 from xchat.store.node.sessions import Sessions
 from xchat.store.node.settings import Settings
+
+if TYPE_CHECKING:
+    from xchat.core.stores import NodeStoreProtocol
 
 __all__ = [
     "CONTACT_STATES",
@@ -92,3 +97,9 @@ class NodeStore(Settings, Contacts, Conversations, Messages, Outbox, Inbox, Sess
     ``key`` is the 32-byte database key (derived from the keystore's storage key); it
     appears in no repr or error message.
     """
+
+
+if TYPE_CHECKING:  # mypy proves that NodeStore implements every store Protocol
+
+    def _implements(store: NodeStore) -> NodeStoreProtocol:
+        return store

@@ -54,8 +54,6 @@ Theory of operation:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from xchat.model import Contact, Device, Message, OutboxEntry, SessionRecord
 from xchat.store.node.contacts import CONTACT_STATES, Contacts
 from xchat.store.node.conversations import Conversations
@@ -64,9 +62,6 @@ from xchat.store.node.messages import MESSAGE_STATES, STATE_RANK, Messages
 from xchat.store.node.outbox import Outbox
 from xchat.store.node.sessions import Sessions
 from xchat.store.node.settings import Settings
-
-if TYPE_CHECKING:
-    from xchat.core.stores import NodeStoreProtocol
 
 __all__ = [
     "CONTACT_STATES",
@@ -91,15 +86,9 @@ OutboxRow = OutboxEntry
 class NodeStore(Settings, Contacts, Conversations, Messages, Outbox, Inbox, Sessions):
     """See the package docstring: every part of the node's store over one SQLCipher
     connection (:class:`xchat.store.node.db.Database`). It implements
-    :class:`xchat.core.stores.NodeStoreProtocol`. Every method raises only documented
-    X Chat errors.
+    :class:`xchat.core.stores.NodeStoreProtocol` (tests/store/test_node_protocol.py).
+    Every method raises only documented X Chat errors.
 
     ``key`` is the 32-byte database key (derived from the keystore's storage key); it
     appears in no repr or error message.
     """
-
-
-if TYPE_CHECKING:  # mypy proves that NodeStore implements every store Protocol
-
-    def _implements(store: NodeStore) -> NodeStoreProtocol:
-        return store

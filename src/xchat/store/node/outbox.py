@@ -47,9 +47,9 @@ _PENDING_KEY: Final = "pending"
 class Outbox(Database):
     """The outbox (:class:`xchat.core.stores.OutboxStore`)."""
 
-    def add_outbox(self, row: OutboxEntry) -> int:
+    def add_outbox(self, entry: OutboxEntry) -> int:
         """Store a new outbox row (its ``id`` is ignored); return and set its new id."""
-        values = _outbox_values(row)
+        values = _outbox_values(entry)
         with _GUARD:
             cursor = self._db().execute(
                 f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -58,18 +58,18 @@ class Outbox(Database):
             new_id = cursor.lastrowid
         if new_id is None:  # pragma: no cover - SQLite always reports the new rowid
             raise KeystoreError("the node database did not report the new outbox row's id")
-        row.id = int(new_id)
-        return row.id
+        entry.id = int(new_id)
+        return entry.id
 
-    def update_outbox(self, row: OutboxEntry) -> None:
+    def update_outbox(self, entry: OutboxEntry) -> None:
         """Write back every field of a stored row; InvalidInput if there is no such id."""
-        values = _outbox_values(row)
+        values = _outbox_values(entry)
         with _GUARD:
             cursor = self._db().execute(
                 "UPDATE outbox SET message_id = ?, recipient = ?, event = ?, relays = ?,"
                 " accepted = ?, state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
                 " created_at = ?, kind = ? WHERE id = ?",
-                (*values, row.id),
+                (*values, entry.id),
             )
         if cursor.rowcount == 0:
             raise InvalidInput("there is no outbox row with that id")

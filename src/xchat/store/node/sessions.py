@@ -23,7 +23,7 @@ class Sessions(Database):
     """Sessions and devices (:class:`xchat.core.stores.SessionStore`; the devices of
     :class:`xchat.core.stores.ContactStore`)."""
 
-    def save_session(self, row: SessionRecord) -> None:
+    def save_session(self, record: SessionRecord) -> None:
         """Store a session record, replacing the one with the same session_id."""
         with _GUARD:
             self._db().execute(
@@ -31,7 +31,13 @@ class Sessions(Database):
                 " ON CONFLICT (session_id) DO UPDATE SET pubkey = excluded.pubkey,"
                 " device_curve = excluded.device_curve, record = excluded.record,"
                 " updated_at = excluded.updated_at",
-                (row.session_id, row.pubkey, row.device_curve, bytes(row.record), row.updated_at),
+                (
+                    record.session_id,
+                    record.pubkey,
+                    record.device_curve,
+                    bytes(record.record),
+                    record.updated_at,
+                ),
             )
 
     def sessions(self) -> list[SessionRecord]:

@@ -508,6 +508,53 @@ def test_the_early_effects_cache_is_bounded_oldest_target_first(
     ]
 
 
+def test_a_failed_batch_keeps_the_early_effects_for_its_retry(
+    any_store: NodeStoreProtocol,
+) -> None:
+    """The node retries a failed commit: the effects the failed attempt took from the
+    cache (or added to it) must be as before, or the retry would lose them."""
+    world = World(any_store)
+    world.contact(ALICE)
+    message = text()
+    world.apply(incoming(ALICE, Reaction(mid(), NOW * 1000, message.id, "👍")))
+    item = incoming(ALICE, message)
+    late = incoming(ALICE, Reaction(mid(), NOW * 1000, "9" * 32, "👀"))
+
+    job = world.rules.job([item, late], [], NOW, NOW_MS, world.rng)
+    with pytest.raises(Boom):  # the group commit it was in failed after it ran
+        fail_in_transaction(world.store, lambda: job(world.store))
+    assert world.store.get_message(message.id) is None
+    with world.store.transaction():  # the committer runs it again, alone
+        again = job(world.store)
+    assert [type(e) for e in again.events] == [MessageChanged, MessageChanged]
+    assert world.get(message.id).reactions == {ALICE.hex: "👍"}
+    assert world.rules.early == 1  # the reaction to a message still to come, once
+
+
+def test_an_exception_in_apply_leaves_the_early_effects_alone(
+    any_store: NodeStoreProtocol,
+) -> None:
+    world = World(any_store)
+    world.contact(ALICE)
+    message = text()
+    world.apply(incoming(ALICE, Reaction(mid(), NOW * 1000, message.id, "👍")))
+    # the store refuses a write midway: Carol's new conversation gets an id that is
+    # taken (a collision of 16 random bytes, made certain here)
+    world.rng = SeededRng("collision")
+    taken = SeededRng("collision")(16).hex()
+    world.store.add_conversation(Conversation(taken, ConversationKind.GROUP, None, (BOB.hex,), NOW))
+    with pytest.raises(InvalidInput):
+        world.rules.apply(
+            world.store,
+            [incoming(ALICE, message), incoming(CAROL, text())],
+            [],
+            NOW,
+            NOW_MS,
+            world.rng,
+        )
+    assert world.rules.early == 1
+
+
 # -- NIP-17 copies of our own messages, lost messages ---------------------------------------
 
 

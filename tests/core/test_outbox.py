@@ -325,7 +325,16 @@ def test_jobs_without_a_message_row_settle_quietly(any_store: NodeStoreProtocol)
     assert outbox.settle(any_store, failing) is None
 
 
-def test_a_damaged_envelope_fails_with_its_own_reason() -> None:
+def test_a_damaged_envelope_fails_its_message_with_its_own_reason(
+    any_store: NodeStoreProtocol,
+) -> None:
+    queued(any_store)
     entry = job([R1])
+    any_store.add_outbox(entry)
+    entry.event = None  # as the store reads back an envelope it cannot parse
     outbox.damaged(entry)
     assert (entry.state, outbox.failure_detail(entry)) == (OutboxState.FAILED, outbox.DAMAGED)
+    assert outbox.settle(any_store, entry) == StateChanged(
+        "m1", MessageState.FAILED, outbox.DAMAGED
+    )
+    assert state_of(any_store) == (MessageState.FAILED, outbox.DAMAGED)

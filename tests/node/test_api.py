@@ -439,9 +439,9 @@ def test_conversations_are_named_by_their_ids(pair: tuple[NodeProcess, NodeProce
         )
         assert code == 400 and fragment in answer["error"]["message"].lower(), answer
         assert answer["error"]["message"].endswith(".")
-    session = alice.call("GET", "/api/session")
-    check("/api/session", "GET", 200, session)
-    assert session["limits"] == {"text_bytes": 32 * 1024}
+    status = alice.call("GET", "/api/status")
+    check("/api/status", "GET", 200, status)
+    assert status["limits"] == {"text_bytes": 32 * 1024}
 
 
 def test_the_passphrase_changes_and_the_old_one_stops_working(

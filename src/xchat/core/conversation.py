@@ -39,7 +39,12 @@ direct conversation.
   member of, and only forward (:data:`xchat.model.MESSAGE_MOVES`).
 
 Anything else is ignored silently: a peer cannot touch a message of a conversation it
-is not in. Sending reuses the same rules for our own side (:func:`check_edit`,
+is not in.
+
+The early effects live in memory (bounded; lost at a restart, as their envelopes are
+already seen). They are not in the store's transaction, so :meth:`ConversationRules.job`
+makes a batch safe to run again after a failed commit: each run starts from the cache
+as it was before the first. Sending reuses the same rules for our own side (:func:`check_edit`,
 :func:`check_delete`, :func:`apply_reaction`, :func:`apply_edit`, :func:`apply_delete`).
 """
 
@@ -47,7 +52,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -203,7 +208,50 @@ class ConversationRules:
         rng: Rng,
     ) -> Applied:
         """Apply one batch (see the module docstring); ``now`` in seconds (seen times,
-        new rows), ``now_ms`` for received_at."""
+        new rows), ``now_ms`` for received_at. An exception escaping (the caller's
+        transaction then rolls back) leaves the early effects as they were, so that the
+        batch can be applied again."""
+        early = _copy(self._early)
+        try:
+            return self._apply(store, opened, seen_only, now, now_ms, rng)
+        except BaseException:
+            self._early = early
+            raise
+
+    def job(
+        self,
+        opened: Sequence[Incoming],
+        seen_only: Sequence[str],
+        now: int,
+        now_ms: int,
+        rng: Rng,
+    ) -> Callable[[ReceivingStore], Applied]:
+        """:meth:`apply` as a commit job that may run more than once: the node's
+        committer runs it again, in a transaction of its own, when the group commit it
+        was in failed. Every run starts from the early effects as they were before the
+        first one, so a failed commit neither loses the effects it took from the cache
+        nor adds them twice."""
+        before: OrderedDict[str, list[tuple[str, str, _Effect]]] | None = None
+
+        def run(store: ReceivingStore) -> Applied:
+            nonlocal before
+            if before is None:
+                before = _copy(self._early)
+            else:
+                self._early = _copy(before)
+            return self.apply(store, opened, seen_only, now, now_ms, rng)
+
+        return run
+
+    def _apply(
+        self,
+        store: ReceivingStore,
+        opened: Sequence[Incoming],
+        seen_only: Sequence[str],
+        now: int,
+        now_ms: int,
+        rng: Rng,
+    ) -> Applied:
         out = Applied()
         for event_id in seen_only:
             store.mark_seen(event_id, now)
@@ -217,7 +265,8 @@ class ConversationRules:
             contact = self._sender(store, incoming, now, rng, out)
             if contact.state is ContactState.BLOCKED:
                 continue
-            conversation = direct_conversation(store, sender, now, rng)
+            # the conversation a direct envelope comes in on (filled in by the store)
+            conversation = contact.conversation or direct_conversation(store, sender, now, rng).id
             if incoming.lost:
                 self._lost(store, incoming, conversation, now_ms, out)
             self._message(store, contact, conversation, incoming, now_ms, out)
@@ -288,7 +337,7 @@ class ConversationRules:
         self,
         store: ReceivingStore,
         incoming: Incoming,
-        conversation: Conversation,
+        conversation: str,
         now_ms: int,
         out: Applied,
     ) -> None:
@@ -297,7 +346,7 @@ class ConversationRules:
         count = incoming.lost
         row = Message(
             id=lost_item_id(incoming.wrap_id),
-            conversation=conversation.id,
+            conversation=conversation,
             outgoing=False,
             sender=sender,
             type="undecryptable",
@@ -316,7 +365,7 @@ class ConversationRules:
         self,
         store: ReceivingStore,
         contact: Contact,
-        conversation: Conversation,
+        conversation: str,
         incoming: Incoming,
         now_ms: int,
         out: Applied,
@@ -329,17 +378,17 @@ class ConversationRules:
             out.events.extend(_apply_receipt(store, sender, message))
         elif store.get_message(message.target) is None:
             # its target has not arrived yet (relays reorder): apply it when it does
-            self._early.setdefault(message.target, []).append((sender, conversation.id, message))
+            self._early.setdefault(message.target, []).append((sender, conversation, message))
             while len(self._early) > self._max_early:
                 self._early.popitem(last=False)
         else:
-            out.events.extend(_apply_effect(store, sender, conversation.id, message))
+            out.events.extend(_apply_effect(store, sender, conversation, message))
 
     def _text(
         self,
         store: ReceivingStore,
         contact: Contact,
-        conversation: Conversation,
+        conversation: str,
         incoming: Incoming,
         message: Text | Reply,
         now_ms: int,
@@ -348,7 +397,7 @@ class ConversationRules:
         sender = incoming.sender.hex
         row = Message(
             id=message.id,
-            conversation=conversation.id,
+            conversation=conversation,
             outgoing=False,
             sender=sender,
             type=message.type,
@@ -368,6 +417,12 @@ class ConversationRules:
             out.events.extend(_apply_effect(store, author, came_in_on, effect))
 
 
+def _copy(
+    early: OrderedDict[str, list[tuple[str, str, _Effect]]],
+) -> OrderedDict[str, list[tuple[str, str, _Effect]]]:
+    return OrderedDict((target, list(effects)) for target, effects in early.items())
+
+
 def _cert_json(cert: DeviceCertificate) -> str:
     return orjson.dumps(cert.to_json()).decode()
 
@@ -378,9 +433,14 @@ def _apply_receipt(
     """Our messages that a member's device received or read move forward."""
     state = MessageState.DELIVERED if isinstance(message, Delivered) else MessageState.READ
     out: list[NodeEvent] = []
+    member: dict[str, bool] = {}  # by conversation id: a receipt names up to 500 messages
     for target in message.targets:
         row = store.get_message(target)
-        if row is None or not row.outgoing or not _is_member(store, row.conversation, sender):
+        if row is None or not row.outgoing:
+            continue
+        if row.conversation not in member:
+            member[row.conversation] = _is_member(store, row.conversation, sender)
+        if not member[row.conversation]:
             continue
         if store.set_state(target, state, row.state_detail):
             out.append(StateChanged(target, state, row.state_detail))

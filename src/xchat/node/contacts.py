@@ -17,20 +17,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
-
 from xchat.core import directory
 from xchat.core.conversation import direct_conversation
-from xchat.core.device import KIND_DEVICE_BUNDLE
 from xchat.core.identity import ContactCard
 from xchat.core.node_events import ContactChanged, ForwardSecrecyUpgraded
 from xchat.crypto.keys import PublicKey
 from xchat.errors import InvalidInput, XChatError
-from xchat.model import Contact, ContactState, Device
+from xchat.model import Contact, ContactState
 from xchat.node.context import Context
 from xchat.node.lookups import LookupSchedule
 from xchat.store.node import NodeStore
-from xchat.wire.kinds import KIND_INBOX_RELAYS
 
 __all__ = ["ContactMarks", "Contacts"]
 
@@ -79,7 +75,7 @@ class Contacts:
         """At start: look for the bundles of accepted contacts who have none."""
         now = self.ctx.clock()
         for contact in contacts:
-            if contact.nip17_only and contact.state == ContactState.ACCEPTED:
+            if directory.keep_looking(contact):
                 self.lookups.watch(contact.pubkey, contact.created_at, now)
 
     async def add(self, address: str, name: str | None = None) -> tuple[Contact, bool]:
@@ -90,24 +86,12 @@ class Contacts:
         ctx = self.ctx
         card = ContactCard.parse(address)
         pubkey = card.public_key.hex
-        if pubkey == ctx.me:
-            raise InvalidInput("That is your own address.")
-        if name is not None:
-            name = directory.check_name(name)
         existing = await self.get(pubkey)
-        already = existing is not None and existing.state == ContactState.ACCEPTED
+        was_request = existing is not None and existing.state == ContactState.REQUEST
         now = ctx.now()
-        if existing is None:
-            contact = Contact(pubkey, name or None, ContactState.ACCEPTED, list(card.relays), now)
-        else:
-            contact = existing
-            if not already:
-                contact.state = ContactState.ACCEPTED
-                if name:
-                    contact.name = name
-            for url in card.relays:
-                if url not in contact.relays:
-                    contact.relays.append(url)
+        contact, already = directory.add_contact(
+            existing, pubkey, name or None, card.relays, ctx.me, now
+        )
         rng = ctx.rng
 
         def apply(store: NodeStore) -> None:
@@ -119,7 +103,7 @@ class Contacts:
         await self.refresh(pubkey)
         updated = await self.need(pubkey)
         ctx.emit(ContactChanged(updated))
-        if existing is not None and existing.state == ContactState.REQUEST and self.on_accepted:
+        if was_request and self.on_accepted is not None:
             await self.on_accepted(pubkey)
         return updated, already
 
@@ -133,7 +117,7 @@ class Contacts:
         was_nip17 = contact.nip17_only
         urls = list(dict.fromkeys([*contact.relays, *await ctx.own_relays()]))
         events = await ctx.pool.query(
-            [{"kinds": [KIND_INBOX_RELAYS, KIND_DEVICE_BUNDLE], "authors": [pubkey]}],
+            directory.lookup_filters(pubkey),
             urls,
             timeout=min(_LOOKUP_TIMEOUT, ctx.config.publish_timeout),
         )
@@ -144,10 +128,7 @@ class Contacts:
         writes: list[Callable[[NodeStore], Any]] = []
         opened = False
         for device_id, bundle in bundles.items():
-            cert = bundle.certificate
-            device = Device(
-                device_id, pubkey, cert.curve25519, orjson.dumps(cert.to_json()).decode(), now
-            )
+            device = directory.device_of(bundle, now)
             writes.append(functools.partial(NodeStore.upsert_device, device=device))
             if device_id in have:
                 continue
@@ -168,7 +149,7 @@ class Contacts:
         """After a lookup: stop or go on looking for their bundle; tell of an upgrade."""
         pubkey = contact.pubkey
         clock = self.ctx.clock
-        if not contact.nip17_only or contact.state != ContactState.ACCEPTED:
+        if not directory.keep_looking(contact):
             self.lookups.forget(pubkey)
             if was_nip17 and not contact.nip17_only:
                 self.ctx.emit(ForwardSecrecyUpgraded(contact))

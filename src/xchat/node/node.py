@@ -317,11 +317,16 @@ class Node:
                 raise InvalidInput("There is no such conversation.")
             return found
         if is_hex(ref, 64):
-            found = await committer.run(committer.store.direct_conversation, ref)
+            found = await self.direct_conversation(ref)
             if found is None:
                 raise InvalidInput("That address is not one of your contacts; add it first.")
             return found
         raise InvalidInput("A conversation id is 32 hex digits (or a contact's 64-hex key).")
+
+    async def direct_conversation(self, peer: str) -> Conversation | None:
+        """The direct conversation with ``peer`` (64-hex key), if there is one."""
+        committer = self.ctx.committer
+        return await committer.run(committer.store.direct_conversation, peer)
 
     async def conversations(self) -> list[ConversationSummary]:
         committer = self.ctx.committer

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from xchat.core import outbox as jobs
-from xchat.core.message import Delivered, Edit, Read, decode_app_message
+from xchat.core.message import decode_app_message
 from xchat.core.node_events import StateChanged
 from xchat.errors import DecodeError
 from xchat.model import JobKind, MessageState, OutboxEntry, OutboxState
@@ -69,7 +69,7 @@ class Outbox:
         ctx = self.ctx
         try:
             if entry.event is None:  # the stored envelope was damaged
-                jobs.fail(entry, "the stored envelope is damaged")
+                jobs.damaged(entry)
             else:
                 remaining = [url for url in entry.relays if url not in entry.accepted]
                 results = await ctx.pool.publish(entry.event, remaining, ctx.config.publish_timeout)
@@ -79,7 +79,7 @@ class Outbox:
                         accepted.append(url)
                     else:
                         reason = result.message if isinstance(result, PublishResult) else result
-                        errors.append(f"{url}: {reason}"[:200])
+                        errors.append(jobs.publish_error(url, reason))
                 jobs.record_publish(entry, accepted, errors, ctx.clock())
             changed = await ctx.committer.commit(lambda store: jobs.settle(store, entry))
         finally:
@@ -139,8 +139,8 @@ class Outbox:
                 jobs.fail(job, "the stored message is damaged")
             elif contact is None:
                 jobs.fail(job, "this contact is gone")
-            elif contact.nip17_only and isinstance(message, Edit | Delivered | Read):
-                jobs.fail(job, "NIP-17 contacts cannot receive this")
+            elif (refusal := jobs.cannot_seal(message, contact.nip17_only)) is not None:
+                jobs.fail(job, refusal)
             else:
                 targets = list(contact.relays) or await ctx.own_relays()
                 _, envelopes, writes = self.sender.seal(

@@ -210,10 +210,10 @@ class Inbox:
         applied = await ctx.committer.commit(apply)
         ctx.stats.received += applied.received
         ctx.stats.lost += applied.lost
-        for event in applied.events:
-            ctx.emit(event)
-            if isinstance(event, DeviceAdded):  # their marks changed: the new contact
-                contact = await self.contacts.get(event.pubkey)
+        for change in applied.events:
+            ctx.emit(change)
+            if isinstance(change, DeviceAdded):  # their marks changed: the new contact
+                contact = await self.contacts.get(change.pubkey)
                 if contact is not None:
                     ctx.emit(ContactChanged(contact))
         if len(channel.sessions()) != keys_before:

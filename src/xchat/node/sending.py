@@ -44,7 +44,7 @@ from xchat.core.message import (
     encode_app_message,
     new_message_id,
 )
-from xchat.core.node_events import MessageChanged, ReadMarked, StateChanged
+from xchat.core.node_events import MessageChanged, ReadMarked
 from xchat.core.session import Session
 from xchat.crypto.keys import PublicKey
 from xchat.errors import InvalidInput, LocalProtocolError, XChatError
@@ -224,21 +224,14 @@ class Sender:
     async def retry(self, message_id: str) -> Message:
         """Send a failed message again."""
         row = await self.message(message_id)
-        if row.state != MessageState.FAILED:
-            raise InvalidInput("Only failed messages can be retried.")
+        jobs.check_retry(row)
         now = self.ctx.now()
-        entries = await self._run(self.ctx.committer.store.outbox_for, message_id)
-
-        def apply(store: NodeStore) -> None:
-            for entry in entries:
-                if entry.state == jobs.OutboxState.FAILED:
-                    jobs.retry(entry, now)
-                    store.update_outbox(entry)
-            store.set_state(message_id, MessageState.QUEUED)
-
-        await self.ctx.committer.commit(apply)
+        changed = await self.ctx.committer.commit(
+            lambda store: jobs.retry_message(store, message_id, now)
+        )
         row.state, row.state_detail = MessageState.QUEUED, ""
-        self.ctx.emit(StateChanged(message_id, MessageState.QUEUED, ""))
+        if changed is not None:
+            self.ctx.emit(changed)
         self.outbox.wake()
         return row
 

@@ -23,6 +23,7 @@ from xchat.node.api.host import Host
 from xchat.node.api.views import contact_json, conversation_json, event_json, message_json
 from xchat.node.defaults import default_relays
 from xchat.node.node import Node
+from xchat.wire.event import is_hex
 
 __all__ = ["API_VERSION", "Api"]
 
@@ -71,11 +72,7 @@ class Api:
 
     def _session(self) -> dict[str, Any]:
         node = self.host.node
-        return {
-            "state": self.host.state,
-            "npub": node.identity.npub if node else None,
-            "limits": LIMITS,
-        }
+        return {"state": self.host.state, "npub": node.identity.npub if node else None}
 
     async def session(self, request: web.Request) -> web.Response:
         return json(self._session())
@@ -199,7 +196,6 @@ class Api:
         raise web.HTTPNotFound(reason="no such conversation")
 
     async def messages(self, request: web.Request) -> web.Response:
-        conversation = await self.node.conversation(request.match_info["id"])
         try:
             limit = int(request.query.get("limit", "50"))
             before_ts = request.query.get("before_sent_at")
@@ -209,6 +205,10 @@ class Api:
             raise InvalidInput("limit, before_sent_at and before_seq are integers.") from None
         if not 1 <= limit <= 500:
             raise InvalidInput("The limit must be 1 to 500.")
+        ref = request.match_info["id"]
+        if is_hex(ref, 64) and await self.node.direct_conversation(ref) is None:
+            return json([])  # the alias of someone we have no conversation with (yet)
+        conversation = await self.node.conversation(ref)
         rows = await self.node.messages(conversation.id, before, limit)
         return json([message_json(r) for r in rows])
 

@@ -39,13 +39,7 @@ _CONVERSATION_ID: Final = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 
 _SCHEMAS: dict[str, Any] = {
     "Limits": _obj({"text_bytes": _INT}),
-    "Session": _obj(
-        {
-            "state": {"enum": ["setup", "locked", "unlocked"]},
-            "npub": _NULLABLE_STR,
-            "limits": _ref("Limits"),
-        }
-    ),
+    "Session": _obj({"state": {"enum": ["setup", "locked", "unlocked"]}, "npub": _NULLABLE_STR}),
     "DefaultRelays": _obj({"relays": _array(_STR), "about": _STR}),
     "Phrase": _obj({"phrase": _NULLABLE_STR}),
     "Error": _obj({"error": _obj({"code": _STR, "message": _STR})}),
@@ -115,7 +109,23 @@ _SCHEMAS: dict[str, Any] = {
             "verified": _BOOL,
             "verification_changed": _BOOL,
             "created_at": _INT,
-        }
+        },
+        [
+            "pubkey",
+            "npub",
+            "nprofile",
+            "name",
+            "state",
+            "conversation",
+            "relays",
+            "forward_secret",
+            "not_forward_secret_reason",
+            "keys_checked_at",
+            "next_keys_check_at",
+            "verified",
+            "verification_changed",
+            "created_at",
+        ],
     ),
     "Message": _obj(
         {
@@ -428,9 +438,9 @@ _PATHS: dict[str, Any] = {
 }
 
 # adding an accepted contact again answers 200 (already_contact), not 201
-_PATHS["/api/contacts"]["post"]["responses"]["200"] = _PATHS["/api/contacts"]["post"][
-    "responses"
-]["201"]
+_PATHS["/api/contacts"]["post"]["responses"]["200"] = _PATHS["/api/contacts"]["post"]["responses"][
+    "201"
+]
 
 
 def document() -> dict[str, Any]:

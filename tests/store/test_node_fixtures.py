@@ -66,6 +66,11 @@ def as_written(message: Any, store: NodeStore) -> dict[str, Any]:
     return row
 
 
+def messages_of(version: int) -> list[dict[str, Any]]:
+    """The messages a fixture holds, in insertion (seq) order."""
+    return data.MESSAGES + (data.V2_MESSAGES if version >= 2 else [])
+
+
 def fields(row: object, names: Any) -> dict[str, Any]:
     values = dataclasses.asdict(row)  # type: ignore[call-overload]
     return {name: values[name] for name in names}
@@ -104,27 +109,28 @@ def test_sessions(opened: Any) -> None:
 
 
 def test_messages(opened: Any) -> None:
-    _, store, _ = opened
-    for position, expected in enumerate(data.MESSAGES):
+    version, store, _ = opened
+    for position, expected in enumerate(messages_of(version)):
         row = store.get_message(expected["id"])
         assert row is not None
         assert as_written(row, store) == expected
         assert row.seq == position + 1
     by_peer: dict[str, list[str]] = {}
-    for expected in data.MESSAGES:
+    for expected in messages_of(version):
         by_peer.setdefault(expected["conversation"], []).append(expected["id"])
     for conversation, peer in peers_by_conversation(store).items():
         assert [m.id for m in store.messages(conversation)] == by_peer.get(peer, [])[::-1]
 
 
 def test_conversations(opened: Any) -> None:
-    _, store, _ = opened
+    version, store, _ = opened
     conversations = {c.conversation.peer: c for c in store.conversations()}
     assert set(conversations) == {data.ALICE, data.BOB, data.DAVE, data.ERIN}  # not Carol
+    v2 = int(version >= 2)  # the file message (Dave's) and the undecryptable item (Alice)
     assert {pk: c.unread for pk, c in conversations.items()} == {
-        data.ALICE: 2,  # messages 4 and 6; 2 was read
+        data.ALICE: 2 + v2,  # messages 4 and 6; 2 was read
         data.BOB: 1,
-        data.DAVE: 1,
+        data.DAVE: 1 + v2,
         data.ERIN: 2,
     }
     assert conversations[data.ERIN].state == "request"
@@ -181,13 +187,13 @@ def test_step_3_gives_each_peer_one_direct_conversation(opened: Any) -> None:
     """Step 3: one direct conversation per peer known by a contact row or a message,
     the peer its only member, created when the first of them was; messages point at
     it; no message, state or receipt lost."""
-    _, store, path = opened
+    version, store, path = opened
     ids = peers_by_conversation(store)
     assert len(ids) == 5
     first_seen: dict[str, int] = {}
     for contact in data.CONTACTS:
         first_seen[contact["pubkey"]] = contact["created_at"]
-    for message in data.MESSAGES:
+    for message in messages_of(version):
         at = message["received_at"] // 1000
         first_seen[message["conversation"]] = min(first_seen.get(message["conversation"], at), at)
     for conversation_id, peer in ids.items():
@@ -209,7 +215,7 @@ def test_step_3_gives_each_peer_one_direct_conversation(opened: Any) -> None:
     finally:
         conn.close()
     assert [(i, ids[c], s) for i, c, s in rows] == [
-        (m["id"], m["conversation"], m["state"]) for m in data.MESSAGES
+        (m["id"], m["conversation"], m["state"]) for m in messages_of(version)
     ]
     store.open()
 

@@ -13,6 +13,7 @@ Spec: docs/protocol.md ("Devices and bundles").
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -325,14 +326,38 @@ class LocalDevice:
 
     @classmethod
     def from_record(cls, identity: Identity, data: bytes, storage_key: bytes) -> LocalDevice:
+        """Open a sealed device record; DecryptionError if the key is wrong.
+
+        The record's ``v`` picks its loader (:data:`_DEVICE_LOADERS`); a version this
+        code does not know raises DecodeError ("the device record has an unknown
+        version ...").
+        """
         sealer = RecordKey(derive_key(storage_key, "xchat/record/device/v1"))
         record = orjson.loads(sealer.open(data, b"xchat/device"))
-        if not isinstance(record, dict) or record.get("v") != _DEVICE_RECORD_VERSION:
-            raise DecodeError("the device record has an unknown version")
-        account = OlmAccount.from_pickle(
-            record["account"], derive_key(storage_key, "xchat/olm-pickle/v1")
-        )
-        return cls(identity, account, DeviceCertificate.from_json(record["cert"]))
+        if not isinstance(record, dict):
+            raise DecodeError("the device record is not a JSON object")
+        version = record.get("v")
+        load = _DEVICE_LOADERS.get(version) if type(version) is int else None
+        if load is None:
+            raise DecodeError(
+                f"the device record has an unknown version ({version!r}; this X Chat reads"
+                f" {', '.join(map(str, _DEVICE_LOADERS))}): upgrade X Chat to open it"
+            )
+        return load(identity, record, storage_key)
 
     def __repr__(self) -> str:
         return f"LocalDevice({self.identity.npub}, device={self.certificate.device_id})"
+
+
+def _load_device_v1(identity: Identity, record: dict[str, Any], storage_key: bytes) -> LocalDevice:
+    """Version 1: ``{"v": 1, "account": <Olm account pickle>, "cert": <certificate>}``."""
+    account = OlmAccount.from_pickle(
+        record["account"], derive_key(storage_key, "xchat/olm-pickle/v1")
+    )
+    return LocalDevice(identity, account, DeviceCertificate.from_json(record["cert"]))
+
+
+#: Device record version -> loader; old versions keep their loader (tests/fixtures/home-v1).
+_DEVICE_LOADERS: Final[dict[int, Callable[[Identity, dict[str, Any], bytes], LocalDevice]]] = {
+    1: _load_device_v1,
+}

@@ -27,6 +27,7 @@ Spec: docs/protocol.md ("Sessions and frames").
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -185,26 +186,50 @@ class Session:
 
     @classmethod
     def from_record(cls, data: bytes, session_id: str, storage_key: bytes) -> Session:
-        """Open a sealed session; DecryptionError if the key or id is wrong."""
+        """Open a sealed session; DecryptionError if the key or id is wrong.
+
+        The record's ``v`` picks its loader (:data:`_RECORD_LOADERS`); a version this
+        code does not know raises DecodeError ("the session record has an unknown
+        version ..."), as does a record that is not a JSON object.
+        """
         sealer = RecordKey(derive_key(storage_key, "xchat/record/session/v1"))
         record = orjson.loads(sealer.open(data, cls._aad(session_id)))
-        if not isinstance(record, dict) or record.get("v") != RECORD_VERSION:
-            raise DecodeError("the session record has an unknown version")
-        olm = OlmSession.from_pickle(record["olm"], derive_key(storage_key, "xchat/olm-pickle/v1"))
-        seeds = [
-            MailboxSeed(bytes.fromhex(s["seed"]), s["created_at"], s["retired_at"])
-            for s in record["receive_seeds"]
-        ]
-        send_seed = record["send_seed"]
-        return cls(
-            DeviceCertificate.from_json(record["peer"]),
-            olm,
-            record["created_at"],
-            seeds,
-            bytes.fromhex(send_seed) if send_seed is not None else None,
-            bool(record["announcing"]),
-            deque((bytes.fromhex(d) for d in record["recent"]), maxlen=REPLAY_WINDOW),
-        )
+        if not isinstance(record, dict):
+            raise DecodeError("the session record is not a JSON object")
+        version = record.get("v")
+        load = _RECORD_LOADERS.get(version) if type(version) is int else None
+        if load is None:
+            raise DecodeError(
+                f"the session record has an unknown version ({version!r}; this X Chat reads"
+                f" {', '.join(map(str, _RECORD_LOADERS))}): upgrade X Chat to open it"
+            )
+        return load(record, storage_key)
 
     def __repr__(self) -> str:
         return f"Session(id={self.session_id}, peer_device={self.peer.device_id})"
+
+
+def _load_record_v1(record: dict[str, Any], storage_key: bytes) -> Session:
+    """Version 1 (the format :meth:`Session.to_record` writes, described above)."""
+    olm = OlmSession.from_pickle(record["olm"], derive_key(storage_key, "xchat/olm-pickle/v1"))
+    seeds = [
+        MailboxSeed(bytes.fromhex(s["seed"]), s["created_at"], s["retired_at"])
+        for s in record["receive_seeds"]
+    ]
+    send_seed = record["send_seed"]
+    return Session(
+        DeviceCertificate.from_json(record["peer"]),
+        olm,
+        record["created_at"],
+        seeds,
+        bytes.fromhex(send_seed) if send_seed is not None else None,
+        bool(record["announcing"]),
+        deque((bytes.fromhex(d) for d in record["recent"]), maxlen=REPLAY_WINDOW),
+    )
+
+
+#: Session record version -> loader. A new version gets a loader here; the old ones stay,
+#: so records written by every released version keep opening (tests/fixtures/home-v1).
+_RECORD_LOADERS: Final[dict[int, Callable[[dict[str, Any], bytes], Session]]] = {
+    1: _load_record_v1,
+}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -150,8 +151,14 @@ def open_keystore(data: bytes, passphrase: str) -> bytes:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise KeystoreCorrupt("this file is not an X Chat keystore")
     version = document.get("version")
-    if type(version) is not int or version != VERSION:
+    opener = _OPENERS.get(version) if type(version) is int else None
+    if opener is None:
         raise KeystoreCorrupt(f"keystore version {version!r} is not one this X Chat can read")
+    return opener(document, passphrase)
+
+
+def _open_v1(document: dict[str, Any], passphrase: str) -> bytes:
+    """Version 1, the format in the module docstring."""
     kdf, cipher = document.get("kdf"), document.get("cipher")
     if not isinstance(kdf, dict) or not isinstance(cipher, dict):
         raise KeystoreCorrupt("keystore header is incomplete")
@@ -171,3 +178,9 @@ def open_keystore(data: bytes, passphrase: str) -> bytes:
         return ChaCha20Poly1305(key).decrypt(nonce, ciphertext, _aad(salt, params))
     except InvalidTag:
         raise WrongPassphrase("the passphrase is wrong: it does not open this keystore") from None
+
+
+#: Keystore version -> opener. A new version gets an opener here and seal_keystore writes
+#: it; the old openers stay, so every released keystore keeps opening
+#: (tests/fixtures/keystore-v1.json).
+_OPENERS: Final[dict[int, Callable[[dict[str, Any], str], bytes]]] = {1: _open_v1}

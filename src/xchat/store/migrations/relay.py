@@ -1,10 +1,9 @@
 """Schema versions of the relay's event store, for SQLite and PostgreSQL.
 
 Each backend has an ordered list of steps, version 0, 1, ...; a database records the last
-step applied in its ``meta`` table (``key = 'schema_version'``). Opening a database runs
-the steps above its version, all in one transaction, so a fresh database and an old one
-take the same path to the current schema and an interrupted upgrade leaves the old
-version intact. A step is never edited once released: a change of schema is a new step.
+step applied in its ``meta`` table (``key = 'schema_version'``). The mechanism (one
+transaction, newer databases refused, released steps never edited) is
+:mod:`xchat.store.migrations.common`.
 
 Theory of the schema (both backends):
 
@@ -27,51 +26,14 @@ get their ``created_at``) and the partial indexes that make purges cheap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
-from xchat.errors import LocalProtocolError
+from xchat.store.migrations.common import Migration, step_list
 
-__all__ = [
-    "POSTGRES_MIGRATIONS",
-    "SCHEMA_VERSION",
-    "SQLITE_MIGRATIONS",
-    "Migration",
-    "pending",
-]
+__all__ = ["POSTGRES_MIGRATIONS", "SCHEMA_VERSION", "SQLITE_MIGRATIONS"]
 
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One schema step: the SQL that takes a database from ``version - 1`` to ``version``."""
-
-    version: int
-    summary: str
-    statements: tuple[str, ...]
-
-
-def pending(current: int, steps: Sequence[Migration]) -> list[Migration]:
-    """The steps to apply to a database at version ``current`` (-1: an empty database).
-
-    Raises LocalProtocolError if the database is newer than this code knows.
-    """
-    latest = steps[-1].version
-    if current > latest:
-        raise LocalProtocolError(
-            f"the event database has schema version {current}, newer than this X Chat "
-            f"understands ({latest}); upgrade X Chat to open it"
-        )
-    return [step for step in steps if step.version > current]
-
-
-def _check(steps: tuple[Migration, ...]) -> tuple[Migration, ...]:
-    if [step.version for step in steps] != list(range(len(steps))):
-        raise AssertionError("migration versions must be 0, 1, 2, ... in order")
-    return steps
-
-
-SQLITE_MIGRATIONS: Final = _check(
+SQLITE_MIGRATIONS: Final = step_list(
+    0,
     (
         Migration(
             0,
@@ -130,13 +92,14 @@ SQLITE_MIGRATIONS: Final = _check(
                 " WHERE expiration IS NOT NULL",
             ),
         ),
-    )
+    ),
 )
 
 # PostgreSQL: the same design. Tag values and d tags are BYTEA (UTF-8) because TEXT cannot
 # hold NUL characters, and values too long for a btree entry are stored as a digest (see
 # ``xchat.store.postgres``). ``tags`` rows go with their event by a statement trigger.
-POSTGRES_MIGRATIONS: Final = _check(
+POSTGRES_MIGRATIONS: Final = step_list(
+    0,
     (
         Migration(
             0,
@@ -201,7 +164,7 @@ POSTGRES_MIGRATIONS: Final = _check(
                 " WHERE expiration IS NOT NULL",
             ),
         ),
-    )
+    ),
 )
 
 SCHEMA_VERSION: Final = SQLITE_MIGRATIONS[-1].version

@@ -338,3 +338,6 @@ def test_a_damaged_envelope_fails_its_message_with_its_own_reason(
         "m1", MessageState.FAILED, outbox.DAMAGED
     )
     assert state_of(any_store) == (MessageState.FAILED, outbox.DAMAGED)
+    # written back failed: never due again (it would be picked up on every tick)
+    assert any_store.due_outbox(NOW + 10**6) == []
+    assert [e.state for e in any_store.outbox_for("m1")] == [OutboxState.FAILED]

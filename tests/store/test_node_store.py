@@ -1183,3 +1183,23 @@ def test_chain_states_are_replaced_and_forgotten_by_age(store: NodeStore, path: 
     assert store.forget_chains(older_than=25) == 1
     assert store.chains() == [(b"r1", '{"next": 9, "missing": []}')]
     store.close()
+
+
+def test_a_damaged_envelope_job_is_failed_and_keeps_its_stored_text(tmp_path: Path) -> None:
+    """An envelope whose stored JSON cannot be parsed reads back without its event;
+    writing it back failed keeps the damaged text (for inspection) and ends the job."""
+    from xchat.core import outbox as jobs
+
+    store = NodeStore(tmp_path / "node.db", KEY)
+    store.open()
+    entry = jobs.envelope_job("m1", BOB, WRAP, ["wss://a"], 100)
+    store.add_outbox(entry)
+    store._db().execute("UPDATE outbox SET event = '{broken' WHERE id = ?", (entry.id,))
+    (loaded,) = store.due_outbox(200)
+    assert loaded.event is None
+    jobs.damaged(loaded)
+    store.update_outbox(loaded)
+    assert store.due_outbox(10**9) == []
+    text = store._db().execute("SELECT event FROM outbox WHERE id = ?", (entry.id,)).fetchone()
+    assert text[0] == "{broken"
+    store.close()

@@ -284,13 +284,9 @@ def sealed(job: OutboxEntry, envelopes: list[OutboxEntry]) -> list[OutboxEntry]:
 
 def settle(store: OutboxMessageStore, entry: OutboxEntry) -> StateChanged | None:
     """Write ``entry`` after an attempt, and what it means for its message (see the
-    module docstring); the message's new state, if it changed.
-
-    A damaged envelope job (its stored event could not be read back: ``event`` is
-    None) cannot be written back, as the store keeps every envelope job with its event:
-    only its message is failed."""
-    if entry.kind is not JobKind.ENVELOPE or entry.event is not None:
-        store.update_outbox(entry)
+    module docstring); the message's new state, if it changed. A damaged job (its
+    payload could not be read back) is written failed, its stored text kept."""
+    store.update_outbox(entry)
     message_id = entry.message_id
     if entry.state is OutboxState.DONE:
         siblings = store.outbox_for(message_id)

@@ -62,11 +62,15 @@ class Outbox(Database):
         return entry.id
 
     def update_outbox(self, entry: OutboxEntry) -> None:
-        """Write back every field of a stored row; InvalidInput if there is no such id."""
-        values = _outbox_values(entry)
+        """Write back every field of a stored row; InvalidInput if there is no such id.
+
+        A failed job whose payload could not be read back (``event`` or ``message`` is
+        None: the stored text was damaged) keeps that text; only its state is written."""
+        values = _outbox_values(entry, updating=True)
         with _GUARD:
             cursor = self._db().execute(
-                "UPDATE outbox SET message_id = ?, recipient = ?, event = ?, relays = ?,"
+                "UPDATE outbox SET message_id = ?, recipient = ?, event = coalesce(?, event),"
+                " relays = ?,"
                 " accepted = ?, state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
                 " created_at = ?, kind = ? WHERE id = ?",
                 (*values, entry.id),
@@ -116,13 +120,16 @@ class Outbox(Database):
             return [_outbox(row) for row in rows]
 
 
-def _outbox_values(row: OutboxEntry) -> tuple[object, ...]:
+def _outbox_values(row: OutboxEntry, *, updating: bool = False) -> tuple[object, ...]:
     _check_choice(row.state, _OUTBOX_STATES, "an outbox row's state")
     _check_choice(row.kind, tuple(JobKind), "an outbox row's kind")
-    if row.kind is JobKind.ENVELOPE:
+    payload: str | None
+    if updating and row.state is OutboxState.FAILED and row.event is None and row.message is None:
+        payload = None  # a damaged payload, given up: the stored text stays
+    elif row.kind is JobKind.ENVELOPE:
         if row.event is None:
             raise InvalidInput("an envelope job needs its sealed event")
-        payload: str | None = row.event.to_json().decode()
+        payload = row.event.to_json().decode()
     elif row.message is None:
         raise InvalidInput("a seal-later job needs its message")
     else:

@@ -746,3 +746,69 @@ def test_a_relay_down_for_long_stops_holding_back_the_evidence_of_the_others(
             assert pool.complete_since(down_for=0.2) is None  # no relay left: no evidence
 
     run(scenario())
+
+
+# -- injected time and chance -------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_backoff_jitter_and_health_times_come_from_the_injected_rng_and_clock(
+    faulty_relays: StartFaulty,
+) -> None:
+    broken = faulty_relays(closed_port_url())  # accepts the WebSocket, then closes it
+    wall = 1_000_000.0  # the injected clock stands still: every time is exact
+    retries: list[tuple[int, float | None, float | None]] = []
+
+    def record(health: RelayHealth) -> None:
+        if health.state == "disconnected":
+            retries.append((health.failures, health.next_retry_at, health.connected_since))
+
+    async def scenario() -> None:
+        pool = RelayPool(
+            lambda: keyring(new_key()),
+            Inbox(),
+            clock=lambda: wall,
+            rng=bytes,  # jitter factor 0.5: each delay is half the backoff
+        )
+        pool.on_health_change = record
+        await pool.start([broken.url])
+        try:
+            await until(lambda: len(retries) >= 3, "three failures", 40)
+            # nobody reads the mail, so the evidence stays None; the relay is down since `wall`
+            assert pool.complete_since(down_for=None) is None
+        finally:
+            await pool.close()
+
+    run(scenario())
+    assert retries[:3] == [
+        (1, wall + BACKOFF_START * 0.5, None),
+        (2, wall + BACKOFF_START * 2 * 0.5, None),
+        (3, wall + BACKOFF_START * 4 * 0.5, None),
+    ]
+
+
+@pytest.mark.timeout(120)
+def test_auth_events_are_dated_by_the_injected_clock(relays: StartRelay) -> None:
+    """A clock two hours behind dates every AUTH event out of the relay's window: the
+    relay refuses them and the gift-wrap subscription with them; the true clock reads
+    the same mail."""
+    relay = relays()
+    me = new_key()
+    mail = [wrap_to(me, "m1")]
+    late_inbox, inbox = Inbox(), Inbox()
+
+    async def scenario() -> None:
+        await publish_to(relay.url, mail)
+        async with (
+            running_pool(
+                keyring(me), [relay.url], late_inbox, clock=lambda: time.time() - 7200
+            ) as late,
+            running_pool(keyring(me), [relay.url], inbox) as pool,
+        ):
+            await until(lambda: inbox.has(mail), "the mail, read with the true clock")
+            await until(connected(pool, relay.url), "connected with the true clock")
+            await until(lambda: health_of(late, relay.url).failures >= 1, "a refusal")
+            assert "auth-required" in health_of(late, relay.url).last_error
+            assert late_inbox.calls == []
+
+    run(scenario())

@@ -296,6 +296,15 @@ class ClientProtocol:
         self.malformed = 0
         self.unexpected = 0
         self.late = 0
+        self._handlers: dict[type[Any], Callable[[Any], ClientEvent | None]] = {
+            m.RelayEvent: self._on_event,
+            m.RelayOk: self._on_ok,
+            m.RelayEose: self._on_eose,
+            m.RelayClosed: self._on_closed,
+            m.RelayCount: self._on_count,
+            m.RelayAuth: self._on_auth,
+            m.RelayNotice: self._on_notice,
+        }
 
     # -- what we send ----------------------------------------------------------------
 
@@ -377,25 +386,12 @@ class ClientProtocol:
         except m.MessageError as exc:
             self.malformed += 1
             return [Malformed(exc.reason)]
-        event: ClientEvent | None
-        match message:
-            case m.RelayEvent():
-                event = self._on_event(message)
-            case m.RelayOk():
-                event = self._on_ok(message)
-            case m.RelayEose():
-                event = self._on_eose(message)
-            case m.RelayClosed():
-                event = self._on_closed(message)
-            case m.RelayCount():
-                event = self._on_count(message)
-            case m.RelayAuth():
-                event = self._on_auth(message)
-            case m.RelayNotice():
-                event = self._on_notice(message)
-        if isinstance(event, Unexpected):
+        event = self._handlers[type(message)](message)
+        if event is None:
+            return []
+        if type(event) is Unexpected:
             self.unexpected += 1
-        return [] if event is None else [event]
+        return [event]
 
     def _late(self, sub_id: str) -> bool:
         if sub_id in self._closing:

@@ -17,7 +17,7 @@ from tests.node.nodes import PASSPHRASE, NodeProcess, run_cli, wait_for
 from tests.relay.conftest import RelayProcess
 from xchat.cli.client import printable
 from xchat.home import Home
-from xchat.node import openapi
+from xchat.node.api import openapi
 
 
 def _raw(
@@ -100,30 +100,30 @@ def test_every_response_matches_the_openapi_document(pair: tuple[NodeProcess, No
     sent = call(
         "POST",
         f"/api/conversations/{peer}/messages",
-        "/api/conversations/{pubkey}/messages",
+        "/api/conversations/{id}/messages",
         {"text": "hi"},
         201,
     )
     reply = call(
         "POST",
         f"/api/conversations/{peer}/messages",
-        "/api/conversations/{pubkey}/messages",
+        "/api/conversations/{id}/messages",
         {"text": "re", "reply_to": sent["id"]},
         201,
     )
     assert reply["reply_to"] == sent["id"]
     page = call(
-        "GET", f"/api/conversations/{peer}/messages?limit=1", "/api/conversations/{pubkey}/messages"
+        "GET", f"/api/conversations/{peer}/messages?limit=1", "/api/conversations/{id}/messages"
     )
     older = call(
         "GET",
         f"/api/conversations/{peer}/messages?limit=5&before_sent_at={page[0]['sent_at']}"
         f"&before_seq={page[0]['seq']}",
-        "/api/conversations/{pubkey}/messages",
+        "/api/conversations/{id}/messages",
     )
     assert [m["id"] for m in page + older] == [reply["id"], sent["id"]]
     call("GET", "/api/conversations", "/api/conversations")
-    call("POST", f"/api/conversations/{peer}/read", "/api/conversations/{pubkey}/read")
+    call("POST", f"/api/conversations/{peer}/read", "/api/conversations/{id}/read")
     found = call("GET", "/api/search?q=HI", "/api/search")
     assert [m["id"] for m in found] == [sent["id"]]
     call("GET", f"/api/messages/{sent['id']}", "/api/messages/{id}")
@@ -391,3 +391,97 @@ def test_send_with_a_client_id_is_idempotent(pair: tuple[NodeProcess, NodeProces
     alice.start()
     assert alice.api.token == token
     assert stat.S_IMODE((alice.home.path / "api-token").stat().st_mode) == 0o600
+
+
+def test_conversations_are_named_by_their_ids(pair: tuple[NodeProcess, NodeProcess]) -> None:
+    """Issue 10: a conversation has an id; the API, contacts and messages use it; the
+    contact's key is only an alias; adding a contact again does not rename it."""
+    alice, bob = pair
+    status, document = _raw(alice, "GET", "/api/openapi.json", token=None)
+    check = Checker(document).check
+    added = alice.call("POST", "/api/contacts", {"address": bob.card(), "name": "Bob"})
+    conv = added["conversation"]
+    assert conv is not None and len(conv) == 32 and conv != bob.pubkey
+    code, again = _raw(
+        alice, "POST", "/api/contacts", body=orjson.dumps({"address": bob.card(), "name": "X"})
+    )
+    assert code == 200 and again["already_contact"] is True and again["name"] == "Bob"
+    check("/api/contacts", "POST", 200, again)
+    listed = alice.call("GET", "/api/conversations")
+    assert [(c["id"], c["kind"], c["peer"], c["members"]) for c in listed] == [
+        (conv, "direct", bob.pubkey, [bob.pubkey])
+    ]
+    one = alice.call("GET", f"/api/conversations/{conv}")
+    check("/api/conversations/{id}", "GET", 200, one)
+    assert one["id"] == conv and one["name"] == "Bob"
+    sent = alice.call("POST", f"/api/conversations/{conv}/messages", {"text": "by id"})
+    assert sent["conversation"] == conv
+    by_alias = alice.call("GET", f"/api/conversations/{bob.pubkey}/messages")
+    assert [m["id"] for m in by_alias] == [sent["id"]]
+    # the receiver files it under its own id for the conversation, not the sender's
+    wait_for(lambda: bool(bob.messages(alice.pubkey)), timeout=30)
+    theirs = bob.messages(alice.pubkey)[0]
+    bob_conv = bob.call("GET", "/api/conversations")[0]
+    assert theirs["conversation"] == bob_conv["id"] != conv
+    assert bob_conv["state"] == "request"
+    for path, fragment in (
+        (f"/api/conversations/{'ab' * 16}/messages", "no such conversation"),
+        ("/api/conversations/nope/messages", "32 hex digits"),
+    ):
+        code, answer = _raw(alice, "GET", path)
+        assert code == 400 and fragment in answer["error"]["message"].lower(), answer
+    for text, fragment in (("   \n\t", "empty"), ("é" * 20_000, "32 kib (32,768 bytes)")):
+        code, answer = _raw(
+            alice,
+            "POST",
+            f"/api/conversations/{conv}/messages",
+            body=orjson.dumps({"text": text}),
+        )
+        assert code == 400 and fragment in answer["error"]["message"].lower(), answer
+        assert answer["error"]["message"].endswith(".")
+    session = alice.call("GET", "/api/session")
+    check("/api/session", "GET", 200, session)
+    assert session["limits"] == {"text_bytes": 32 * 1024}
+
+
+def test_the_passphrase_changes_and_the_old_one_stops_working(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    alice, _ = pair
+    code, answer = _raw(
+        alice, "POST", "/api/passphrase", body=orjson.dumps({"old": "wrong one!", "new": "x" * 12})
+    )
+    assert code == 403 and answer["error"]["code"] == "wrong_passphrase", answer
+    code, answer = _raw(
+        alice, "POST", "/api/passphrase", body=orjson.dumps({"old": PASSPHRASE, "new": "short"})
+    )
+    assert code == 400, answer
+    new = "a new and longer passphrase"
+    code, _ = _raw_empty(alice, "/api/passphrase", {"old": PASSPHRASE, "new": new})
+    assert code == 204
+    alice.call("POST", "/api/lock")
+    code, answer = _raw(alice, "POST", "/api/unlock", body=orjson.dumps({"passphrase": PASSPHRASE}))
+    assert code == 400 and answer["error"]["code"] == "wrong_passphrase"
+    assert alice.call("POST", "/api/unlock", {"passphrase": new})["state"] == "unlocked"
+
+
+def test_default_relays_come_from_the_environment(
+    node_factory: Callable[..., NodeProcess], relays: Callable[..., RelayProcess]
+) -> None:
+    """The default public set is offered as documented; tests put local relays in its
+    place (nothing in the suite reaches the internet)."""
+    stand_ins = [relays().url, relays().url]
+    node = node_factory((), env={"XCHAT_DEFAULT_RELAYS": ",".join(stand_ins)})
+    answer = node.call("GET", "/api/relays/defaults")
+    assert answer["relays"] == stand_ins and "NIP-17" in answer["about"]
+
+
+def _raw_empty(node: NodeProcess, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        node.api.url + path,
+        data=orjson.dumps(body),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {node.api.token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, response.read()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 from xchat.core.device import DeviceBundle, LocalDevice
 from xchat.core.events import sign_event
@@ -53,7 +53,7 @@ class Announcer:
         device: Callable[[], LocalDevice],
         save_device: Callable[[], Awaitable[None]],
         own_relays: Callable[[], Awaitable[list[str]]],
-        emit: Callable[[dict[str, Any]], None],
+        warn: Callable[[str, str], None],
         *,
         publish_timeout: float,
         one_time_keys: int,
@@ -65,7 +65,7 @@ class Announcer:
         self._device = device
         self._save_device = save_device
         self._own_relays = own_relays
-        self._emit = emit
+        self._tell = warn  # (relay, warning): for the user to see
         self._timeout = publish_timeout
         self._max_keys = one_time_keys
         self._rng = rng
@@ -169,4 +169,4 @@ class Announcer:
         self._pool.set_warning(url, warning)
         if warning:
             log.warning("a relay refused our bundle or relay list")
-            self._emit({"type": "warning", "relay": url, "warning": warning})
+            self._tell(url, warning)

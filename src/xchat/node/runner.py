@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -31,8 +31,10 @@ from xchat.core.identity import Identity
 from xchat.errors import InvalidInput, XChatError
 from xchat.home import RUNTIME_FILE, Home, Unlocked, check_passphrase, read_runtime, write_private
 from xchat.node.api import make_app
-from xchat.node.service import Node, config_from_env
+from xchat.node.config import config_from_env
+from xchat.node.node import Node
 from xchat.relay.config import DEFAULT_PORT
+from xchat.wire.relay_url import normalize_relay_url
 
 __all__ = ["DEFAULT_API_PORT", "RUNTIME_FILE", "NodeHost", "read_runtime", "run_node"]
 
@@ -150,11 +152,11 @@ class NodeHost:
             return "unlocked"
         return "locked" if self.home.exists() else "setup"
 
-    async def start(self, unlocked: Unlocked) -> Node:
+    async def start(self, unlocked: Unlocked, chosen: Sequence[str] = ()) -> Node:
         async with self._lock:
             if self.node is None:
                 node = Node(self.home, unlocked, config_from_env())
-                await node.start(self.relays, embedded=self._embedded_url)
+                await node.start((*self.relays, *chosen), embedded=self._embedded_url)
                 self.node = node
             return self.node
 
@@ -169,8 +171,14 @@ class NodeHost:
         unlocked = await loop.run_in_executor(None, self.home.unlock, passphrase)
         return await self.start(unlocked)
 
-    async def create(self, phrase: str, passphrase: str) -> Node:
-        """A new identity from a phrase (fresh or restored) under a passphrase."""
+    async def create(
+        self, phrase: str, passphrase: str, relays: Sequence[str] | None = None
+    ) -> Node:
+        """A new identity from a phrase (fresh or restored) under a passphrase.
+
+        ``relays``: the public relays the user accepted at onboarding (stored as their
+        inbox relays); None or empty: only the relay on this computer."""
+        chosen = [normalize_relay_url(url) for url in relays or ()]
         check_passphrase(passphrase)
         identity = Identity.from_phrase(phrase)
         loop = asyncio.get_running_loop()
@@ -182,7 +190,7 @@ class NodeHost:
             if self.home.exists():
                 raise InvalidInput("an identity already exists here; unlock it instead")
             unlocked = await loop.run_in_executor(None, create)
-        return await self.start(unlocked)
+        return await self.start(unlocked, chosen)
 
     async def lock(self) -> None:
         async with self._lock:
@@ -190,11 +198,18 @@ class NodeHost:
             if node is not None:
                 await node.close()
 
-    async def phrase(self, passphrase: str) -> str | None:
+    async def change_passphrase(self, old: str, new: str) -> None:
+        """Re-encrypt the keystore under a new passphrase (WrongPassphrase if ``old`` is
+        not the current one; the new one must pass the passphrase rules)."""
+        check_passphrase(new)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.home.change_passphrase, old, new, os.urandom)
+
+    async def phrase(self, passphrase: str) -> str:
         """The recovery phrase, after the passphrase is given again."""
         loop = asyncio.get_running_loop()
         unlocked = await loop.run_in_executor(None, self.home.unlock, passphrase)
-        return unlocked.identity.phrase
+        return unlocked.identity.phrase or ""
 
 
 def _api_token(home: Home) -> str:

@@ -55,22 +55,39 @@ import sqlite3
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import orjson
 import sqlcipher3.dbapi2 as _sqlcipher
 
 from xchat.errors import (
+    DecodeError,
     InvalidInput,
     KeystoreCorrupt,
     KeystoreError,
     LocalProtocolError,
     XChatError,
 )
+from xchat.model import (
+    MESSAGE_MOVES,
+    Contact,
+    ContactState,
+    Conversation,
+    ConversationKind,
+    ConversationSummary,
+    Device,
+    JobKind,
+    Message,
+    MessageState,
+    OutboxEntry,
+    OutboxState,
+    SessionRecord,
+)
 from xchat.store.migrations import Migration
+from xchat.wire.event import parse_event
 
 if TYPE_CHECKING:  # sqlcipher3 mirrors the sqlite3 module and ships no type information
     from sqlite3 import Connection
@@ -80,7 +97,6 @@ __all__ = [
     "MESSAGE_STATES",
     "STATE_RANK",
     "ContactRow",
-    "ConversationRow",
     "DeviceRow",
     "MessageRow",
     "NodeStore",
@@ -95,98 +111,25 @@ MESSAGE_STATES: Final = ("queued", "sent", "delivered", "read", "failed")
 STATE_RANK: Final = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
 
 
-@dataclass(slots=True)
-class ContactRow:
-    pubkey: str  # identity key, hex
-    name: str | None
-    state: str  # one of CONTACT_STATES
-    relays: list[str]  # relay hints from their card or their kind 10050 list
-    created_at: int
-    nip17_only: bool = False  # no X Chat device bundle found: NIP-17, not forward-secret
-    verified: str | None = None  # the safety number the user verified, if any
-    bundle_checked_at: int = 0  # when we last looked for their device bundles
-
-
-@dataclass(slots=True)
-class DeviceRow:
-    device_id: str  # Ed25519 key, b64
-    pubkey: str  # identity, hex
-    curve25519: str
-    certificate: str  # the certificate JSON
-    first_seen: int
-    bundle: str | None = None  # the latest bundle event JSON, to open sessions from
-
-
-@dataclass(slots=True)
-class SessionRow:
-    session_id: str
-    pubkey: str
-    device_curve: str
-    record: bytes  # Session.to_record(...): sealed
-    updated_at: int
-
-
-@dataclass(slots=True)
-class MessageRow:
-    id: str
-    conversation: str  # the contact's pubkey (1:1 conversations)
-    outgoing: bool
-    sender: str  # pubkey
-    type: str  # "text" or "reply" (other app messages update these rows)
-    body: str = field(repr=False)  # plaintext: kept out of reprs, logs and tracebacks
-    sent_at: int  # sender's clock, ms
-    received_at: int  # our clock, ms (for outgoing: when queued)
-    state: str  # MESSAGE_STATES for outgoing; "received" or "read" for incoming
-    forward_secret: bool = True
-    reply_to: str | None = None
-    state_detail: str = ""  # e.g. the failure reason, or the relays that accepted
-    edited_at: int | None = None
-    deleted: bool = False
-    reactions: dict[str, str] | None = None  # reactor pubkey -> emoji
-    seq: int = 0  # insertion order: the stable tie-break; set by the store
-
-
-@dataclass(slots=True)
-class ConversationRow:
-    pubkey: str
-    name: str | None
-    state: str  # the contact's state
-    last_activity: int  # ms
-    last_message: MessageRow | None
-    unread: int
-    forward_secret: bool
-
-
-@dataclass(slots=True)
-class OutboxRow:
-    """One gift wrap to publish, or one message still waiting to be sealed."""
-
-    id: int  # set by the store
-    message_id: str
-    recipient: str  # pubkey
-    event: str | None  # the sealed gift-wrap JSON; None until sealed
-    relays: list[str]  # where to publish
-    accepted: list[str]  # relays that answered OK true
-    state: str  # "unsealed", "pending", "done", "failed"
-    attempts: int
-    next_attempt_at: int  # unix seconds
-    last_error: str
-    created_at: int
+#: The rows are the domain types of :mod:`xchat.model` (older names kept as aliases).
+ContactRow = Contact
+DeviceRow = Device
+SessionRow = SessionRecord
+MessageRow = Message
+OutboxRow = OutboxEntry
 
 
 #: How incoming messages are stored: unread, or read by us.
 _INCOMING_STATES: Final = ("received", "read")
-_OUTBOX_STATES: Final = ("unsealed", "pending", "done", "failed")
-#: For each state set_state moves to, the states it may move from: forward by STATE_RANK;
-#: failed only from queued or sent (a delivered message did not fail); from failed back
-#: to queued (a retry) or forward (a late receipt proves delivery). Never to itself.
-_MOVES_FROM: Final = {
-    "queued": ("failed",),
-    "sent": ("queued", "failed"),
-    "delivered": ("queued", "sent", "failed"),
-    "read": ("queued", "sent", "delivered", "failed"),
-    "failed": ("queued", "sent"),
+_OUTBOX_STATES: Final = tuple(OutboxState)
+#: For each state set_state moves to, the states it may move from: the transition
+#: table of :mod:`xchat.model`, read backwards (outgoing messages only).
+_MOVES_FROM: Final[dict[str, tuple[MessageState, ...]]] = {
+    to: tuple(sorted(frm for frm, moves in MESSAGE_MOVES.items() if to in moves))
+    for to in MessageState
+    if to is not MessageState.RECEIVED
 }
+_E = TypeVar("_E", bound=StrEnum)
 _KEY_BYTES: Final = 32
 _SQLITE_CORRUPT: Final = 11  # primary result codes
 _SQLITE_NOTADB: Final = 26
@@ -308,10 +251,54 @@ _MIGRATIONS: tuple[Migration, ...] = (
             "INSERT INTO untracked (session_id) SELECT session_id FROM sessions",
         ),
     ),
+    Migration(
+        3,
+        "conversations with ids and members; outbox jobs of several kinds",
+        (
+            # A conversation's id is 16 random bytes (hex); a direct one is unique per peer.
+            """CREATE TABLE conversations (
+                id TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                peer TEXT UNIQUE,
+                created_at INTEGER NOT NULL
+            )""",
+            # The other participants (we are in every conversation we have).
+            """CREATE TABLE members (
+                conversation TEXT NOT NULL,
+                pubkey TEXT NOT NULL,
+                PRIMARY KEY (conversation, pubkey)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX members_pubkey ON members (pubkey)",
+            # One direct conversation per peer known as a contact or by a message.
+            """INSERT INTO conversations (id, kind, peer, created_at)
+                SELECT lower(hex(randomblob(16))), 'direct', peer, min(at) FROM (
+                    SELECT pubkey AS peer, created_at AS at FROM contacts
+                    UNION ALL
+                    SELECT conversation, received_at / 1000 FROM messages
+                ) GROUP BY peer""",
+            "INSERT INTO members (conversation, pubkey) SELECT id, peer FROM conversations",
+            """UPDATE messages SET conversation =
+                (SELECT c.id FROM conversations c WHERE c.peer = messages.conversation)""",
+            # The job of a row: publish a sealed envelope, or seal a message later (its
+            # payload, in the event column, is {"pending": true, "message": ...}).
+            "ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'envelope'",
+            """UPDATE outbox SET kind = 'seal_later'
+                WHERE state = 'unsealed' OR event LIKE '{"pending"%'""",
+            "UPDATE outbox SET state = 'pending' WHERE state = 'unsealed'",
+            "DROP INDEX outbox_due",
+            "CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending'",
+        ),
+    ),
 )
 
 _CONTACT_COLUMNS: Final = (
     "pubkey, name, state, relays, created_at, nip17_only, verified, bundle_checked_at"
+)
+#: A contact with the id of its direct conversation ("" if none yet).
+_SELECT_CONTACTS: Final = (
+    "SELECT "
+    + ", ".join(f"k.{column.strip()}" for column in _CONTACT_COLUMNS.split(","))
+    + ", coalesce(c.id, '') FROM contacts k LEFT JOIN conversations c ON c.peer = k.pubkey"
 )
 _DEVICE_COLUMNS: Final = "device_id, pubkey, curve25519, certificate, first_seen, bundle"
 _SESSION_COLUMNS: Final = "session_id, pubkey, device_curve, record, updated_at"
@@ -321,30 +308,26 @@ _MESSAGE_COLUMNS: Final = (
 )
 _OUTBOX_COLUMNS: Final = (
     "message_id, recipient, event, relays, accepted, state, attempts, next_attempt_at,"
-    " last_error, created_at"
+    " last_error, created_at, kind"
 )
 _SELECT_MESSAGES: Final = f"SELECT {_MESSAGE_COLUMNS}, seq FROM messages"
 _SELECT_OUTBOX: Final = f"SELECT id, {_OUTBOX_COLUMNS} FROM outbox"
 _NEWEST_FIRST: Final = " ORDER BY sent_at DESC, seq DESC LIMIT ?"
 _UNREAD: Final = "conversation = ? AND outgoing = 0 AND state = 'received'"
-# One row per conversation: contacts we talk to or who asked, and every conversation with
-# a message; blocked contacts left out. The unread count walks the partial index.
+# One row per conversation, blocked contacts left out. The unread count walks the
+# partial index.
 _CONVERSATIONS: Final = f"""
-WITH ids (conversation) AS (
-    SELECT pubkey FROM contacts WHERE state IN ('accepted', 'request')
-    UNION
-    SELECT conversation FROM messages
-)
-SELECT ids.conversation, c.name, c.state, c.created_at, c.nip17_only,
+SELECT v.id, v.kind, v.peer, v.created_at, k.name, k.state, k.nip17_only,
+    (SELECT group_concat(b.pubkey, ' ') FROM members b WHERE b.conversation = v.id),
     (SELECT count(*) FROM messages u
-        WHERE u.conversation = ids.conversation AND u.outgoing = 0 AND u.state = 'received'),
+        WHERE u.conversation = v.id AND u.outgoing = 0 AND u.state = 'received'),
     {", ".join(f"m.{column.strip()}" for column in _MESSAGE_COLUMNS.split(","))}, m.seq
-FROM ids
-LEFT JOIN contacts c ON c.pubkey = ids.conversation
+FROM conversations v
+LEFT JOIN contacts k ON k.pubkey = v.peer
 LEFT JOIN messages m ON m.seq = (
-    SELECT l.seq FROM messages l WHERE l.conversation = ids.conversation
+    SELECT l.seq FROM messages l WHERE l.conversation = v.id
     ORDER BY l.sent_at DESC, l.seq DESC LIMIT 1)
-WHERE c.state IS NULL OR c.state <> 'blocked'
+WHERE k.state IS NULL OR k.state <> 'blocked'
 """
 
 
@@ -534,14 +517,10 @@ class NodeStore:
 
     def get_contact(self, pubkey: str) -> ContactRow | None:
         with _GUARD:
-            row = (
-                self._db()
-                .execute(f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE pubkey = ?", (pubkey,))
-                .fetchone()
-            )
+            row = self._db().execute(f"{_SELECT_CONTACTS} WHERE k.pubkey = ?", (pubkey,)).fetchone()
             return None if row is None else _contact(row)
 
-    def contacts(self, states: tuple[str, ...] = CONTACT_STATES) -> list[ContactRow]:
+    def contacts(self, states: Sequence[str] = CONTACT_STATES) -> list[ContactRow]:
         """The contacts in these states, oldest first (by created_at, then pubkey)."""
         for state in states:
             _check_choice(state, CONTACT_STATES, "a contact's state")
@@ -552,8 +531,8 @@ class NodeStore:
             rows = (
                 self._db()
                 .execute(
-                    f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE state IN ({marks})"
-                    " ORDER BY created_at, pubkey",
+                    f"{_SELECT_CONTACTS} WHERE k.state IN ({marks})"
+                    " ORDER BY k.created_at, k.pubkey",
                     tuple(states),
                 )
                 .fetchall()
@@ -607,7 +586,7 @@ class NodeStore:
                 )
                 .fetchall()
             )
-        return [DeviceRow(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+        return [Device(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     # -- sessions ----------------------------------------------------------------------
 
@@ -630,7 +609,7 @@ class NodeStore:
                 .execute(f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY updated_at, session_id")
                 .fetchall()
             )
-        return [SessionRow(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+        return [SessionRecord(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
 
     # -- messages ----------------------------------------------------------------------
 
@@ -776,33 +755,82 @@ class NodeStore:
             )
             return [_message(row) for row in rows]
 
-    def conversations(self) -> list[ConversationRow]:
-        """Every conversation with a message or an accepted contact, by activity.
+    def add_conversation(self, conversation: Conversation) -> None:
+        """Store a new conversation and its members; InvalidInput if its id (or, for a
+        direct one, its peer) is taken."""
+        _check_choice(conversation.kind, tuple(ConversationKind), "a conversation's kind")
+        with self.transaction(), _GUARD:
+            conn = self._db()
+            conn.execute(
+                "INSERT INTO conversations (id, kind, peer, created_at) VALUES (?, ?, ?, ?)",
+                (conversation.id, conversation.kind, conversation.peer, conversation.created_at),
+            )
+            conn.executemany(
+                "INSERT INTO members (conversation, pubkey) VALUES (?, ?)",
+                [(conversation.id, member) for member in conversation.members],
+            )
 
-        One row per contact in state accepted or request and per conversation with a
-        message; blocked contacts are left out. ``last_activity`` is the later of the
-        last message's sent_at and the contact's created_at (in ms); newest first, ties
-        by pubkey. Unread counts incoming messages still "received". A conversation
-        without a contact row (a stranger's messages) reports the state "request".
+    def get_conversation(self, conversation_id: str) -> Conversation | None:
+        return self._conversation("id", conversation_id)
+
+    def direct_conversation(self, peer: str) -> Conversation | None:
+        """The direct conversation with ``peer``, if there is one."""
+        return self._conversation("peer", peer)
+
+    def _conversation(self, column: str, value: str) -> Conversation | None:
+        with _GUARD:
+            conn = self._db()
+            row = conn.execute(
+                f"SELECT id, kind, peer, created_at FROM conversations WHERE {column} = ?",
+                (value,),
+            ).fetchone()
+            if row is None:
+                return None
+            members = conn.execute(
+                "SELECT pubkey FROM members WHERE conversation = ? ORDER BY pubkey", (row[0],)
+            ).fetchall()
+        return Conversation(
+            id=row[0],
+            kind=_enum(ConversationKind, row[1]),
+            peer=row[2],
+            members=tuple(str(m[0]) for m in members),
+            created_at=row[3],
+        )
+
+    def conversations(self) -> list[ConversationSummary]:
+        """Every conversation, by activity, blocked contacts' left out.
+
+        ``last_activity`` is the later of the last message's sent_at and the
+        conversation's creation (in ms); newest first, ties by id. Unread counts
+        incoming messages still "received". A direct conversation without a contact row
+        reports the state "request".
         """
         with _GUARD:
             rows = self._db().execute(_CONVERSATIONS).fetchall()
             out = []
             for row in rows:
-                last = None if row[6] is None else _message(row[6:])
-                contact_at = 0 if row[3] is None else int(row[3]) * 1000
+                last = None if row[9] is None else _message(row[9:])
+                created_ms = int(row[3]) * 1000
                 out.append(
-                    ConversationRow(
-                        pubkey=row[0],
-                        name=row[1],
-                        state="request" if row[2] is None else row[2],
-                        last_activity=max(contact_at, last.sent_at if last else 0),
+                    ConversationSummary(
+                        conversation=Conversation(
+                            id=row[0],
+                            kind=_enum(ConversationKind, row[1]),
+                            peer=row[2],
+                            members=tuple(sorted((row[7] or "").split())),
+                            created_at=row[3],
+                        ),
+                        name=row[4],
+                        state=ContactState.REQUEST
+                        if row[5] is None
+                        else _enum(ContactState, row[5]),
+                        last_activity=max(created_ms, last.sent_at if last else 0),
                         last_message=last,
-                        unread=int(row[5]),
-                        forward_secret=not row[4],
+                        unread=int(row[8]),
+                        forward_secret=not row[6],
                     )
                 )
-        out.sort(key=lambda c: (-c.last_activity, c.pubkey))
+        out.sort(key=lambda c: (-c.last_activity, c.conversation.id))
         return out
 
     def mark_read(self, conversation: str, up_to_sent_at: int | None = None) -> list[str]:
@@ -836,7 +864,7 @@ class NodeStore:
         values = _outbox_values(row)
         with _GUARD:
             cursor = self._db().execute(
-                f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
             new_id = cursor.lastrowid
@@ -852,14 +880,14 @@ class NodeStore:
             cursor = self._db().execute(
                 "UPDATE outbox SET message_id = ?, recipient = ?, event = ?, relays = ?,"
                 " accepted = ?, state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
-                " created_at = ? WHERE id = ?",
+                " created_at = ?, kind = ? WHERE id = ?",
                 (*values, row.id),
             )
         if cursor.rowcount == 0:
             raise InvalidInput("there is no outbox row with that id")
 
     def due_outbox(self, now: int, limit: int = 500) -> list[OutboxRow]:
-        """Rows in state unsealed or pending whose next attempt is due, the longest due
+        """Rows in state pending whose next attempt is due, the longest due
         first (ordered so that SQLite walks the partial index ``outbox_due``, never the
         whole table)."""
         _check_limit(limit)
@@ -867,7 +895,7 @@ class NodeStore:
             rows = (
                 self._db()
                 .execute(
-                    f"{_SELECT_OUTBOX} WHERE state IN ('unsealed', 'pending')"
+                    f"{_SELECT_OUTBOX} WHERE state = 'pending'"
                     " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
                     (now, limit),
                 )
@@ -876,12 +904,10 @@ class NodeStore:
             return [_outbox(row) for row in rows]
 
     def outbox_waiting(self) -> int:
-        """How many rows are unsealed or pending (due or not)."""
+        """How many rows are pending (due or not)."""
         with _GUARD:
             row = (
-                self._db()
-                .execute("SELECT count(*) FROM outbox WHERE state IN ('unsealed', 'pending')")
-                .fetchone()
+                self._db().execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()
             )
         return int(row[0])
 
@@ -1194,21 +1220,29 @@ def _contains(body: object, needle: object) -> int:
 # -- rows ------------------------------------------------------------------------------
 
 
-def _contact(r: Sequence[Any]) -> ContactRow:
-    return ContactRow(
+def _enum(kind: type[_E], value: str) -> _E:
+    try:
+        return kind(value)
+    except ValueError:
+        raise KeystoreCorrupt("a row of the node database is damaged") from None
+
+
+def _contact(r: Sequence[Any]) -> Contact:
+    return Contact(
         pubkey=r[0],
         name=r[1],
-        state=r[2],
+        state=_enum(ContactState, r[2]),
         relays=_load_strings(r[3]),
         created_at=r[4],
         nip17_only=bool(r[5]),
         verified=r[6],
         bundle_checked_at=r[7],
+        conversation=r[8] if len(r) > 8 else "",
     )
 
 
-def _message(r: Sequence[Any]) -> MessageRow:
-    return MessageRow(
+def _message(r: Sequence[Any]) -> Message:
+    return Message(
         id=r[0],
         conversation=r[1],
         outgoing=bool(r[2]),
@@ -1217,7 +1251,7 @@ def _message(r: Sequence[Any]) -> MessageRow:
         body=r[5],
         sent_at=r[6],
         received_at=r[7],
-        state=r[8],
+        state=_enum(MessageState, r[8]),
         forward_secret=bool(r[9]),
         reply_to=r[10],
         state_detail=r[11],
@@ -1228,12 +1262,29 @@ def _message(r: Sequence[Any]) -> MessageRow:
     )
 
 
-def _outbox_values(row: OutboxRow) -> tuple[object, ...]:
+#: The payload of a seal_later job (in the ``event`` column): version 1 of the outbox
+#: payload, unchanged since schema v1.
+_PENDING_KEY: Final = "pending"
+
+
+def _outbox_values(row: OutboxEntry) -> tuple[object, ...]:
     _check_choice(row.state, _OUTBOX_STATES, "an outbox row's state")
+    _check_choice(row.kind, tuple(JobKind), "an outbox row's kind")
+    if row.kind is JobKind.ENVELOPE:
+        if row.event is None:
+            raise InvalidInput("an envelope job needs its sealed event")
+        payload: str | None = row.event.to_json().decode()
+    elif row.message is None:
+        raise InvalidInput("a seal-later job needs its message")
+    else:
+        try:
+            payload = orjson.dumps({_PENDING_KEY: True, "message": row.message}).decode()
+        except TypeError:
+            raise InvalidInput("a seal-later job's message must be JSON") from None
     return (
         row.message_id,
         row.recipient,
-        row.event,
+        payload,
         _dump_strings(row.relays, "an outbox row's relays"),
         _dump_strings(row.accepted, "an outbox row's accepted relays"),
         row.state,
@@ -1241,18 +1292,34 @@ def _outbox_values(row: OutboxRow) -> tuple[object, ...]:
         row.next_attempt_at,
         row.last_error,
         row.created_at,
+        row.kind,
     )
 
 
-def _outbox(r: Sequence[Any]) -> OutboxRow:
-    return OutboxRow(
+def _outbox(r: Sequence[Any]) -> OutboxEntry:
+    kind = _enum(JobKind, r[11])
+    event = None
+    message = None
+    if kind is JobKind.ENVELOPE:
+        try:
+            event = parse_event(_load_json(r[3] or ""))
+        except (DecodeError, KeystoreCorrupt):
+            event = None  # damaged: the outbox fails this job (it cannot be published)
+    else:
+        value = _load_json(r[3] or "")
+        if not isinstance(value, dict) or not isinstance(value.get("message"), dict):
+            raise KeystoreCorrupt("a row of the node database is damaged")
+        message = value["message"]
+    return OutboxEntry(
         id=r[0],
         message_id=r[1],
         recipient=r[2],
-        event=r[3],
+        kind=kind,
+        event=event,
+        message=message,
         relays=_load_strings(r[4]),
         accepted=_load_strings(r[5]),
-        state=r[6],
+        state=_enum(OutboxState, r[6]),
         attempts=r[7],
         next_attempt_at=r[8],
         last_error=r[9],

@@ -6,7 +6,7 @@ every response against them, notice any field added without documenting it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["document"]
 
@@ -35,8 +35,18 @@ def _array(item: dict[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": item}
 
 
+_CONVERSATION_ID: Final = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+
 _SCHEMAS: dict[str, Any] = {
-    "Session": _obj({"state": {"enum": ["setup", "locked", "unlocked"]}, "npub": _NULLABLE_STR}),
+    "Limits": _obj({"text_bytes": _INT}),
+    "Session": _obj(
+        {
+            "state": {"enum": ["setup", "locked", "unlocked"]},
+            "npub": _NULLABLE_STR,
+            "limits": _ref("Limits"),
+        }
+    ),
+    "DefaultRelays": _obj({"relays": _array(_STR), "about": _STR}),
     "Phrase": _obj({"phrase": _NULLABLE_STR}),
     "Error": _obj({"error": _obj({"code": _STR, "message": _STR})}),
     "Identity": _obj(
@@ -68,6 +78,7 @@ _SCHEMAS: dict[str, Any] = {
     "Status": _obj(
         {
             "api_version": _INT,
+            "limits": _ref("Limits"),
             "npub": _STR,
             "pubkey": _HEX64,
             "device": _STR,
@@ -94,6 +105,8 @@ _SCHEMAS: dict[str, Any] = {
             "nprofile": _STR,
             "name": _NULLABLE_STR,
             "state": {"enum": ["accepted", "request", "blocked"]},
+            "conversation": {"oneOf": [_CONVERSATION_ID, {"type": "null"}]},
+            "already_contact": _BOOL,
             "relays": _array(_STR),
             "forward_secret": _BOOL,
             "not_forward_secret_reason": {"enum": ["no_keys", None]},
@@ -107,7 +120,7 @@ _SCHEMAS: dict[str, Any] = {
     "Message": _obj(
         {
             "id": {"type": "string", "pattern": "^([0-9a-f]{32}|[0-9a-f]{64})$"},
-            "conversation": _HEX64,
+            "conversation": _CONVERSATION_ID,
             "outgoing": _BOOL,
             "sender": _HEX64,
             "type": {"enum": ["text", "reply", "file", "undecryptable"]},
@@ -127,10 +140,14 @@ _SCHEMAS: dict[str, Any] = {
     ),
     "Conversation": _obj(
         {
-            "pubkey": _HEX64,
-            "npub": _STR,
+            "id": _CONVERSATION_ID,
+            "kind": {"enum": ["direct", "group", "self"]},
+            "peer": {"oneOf": [_HEX64, {"type": "null"}]},
+            "members": _array(_HEX64),
+            "pubkey": {"oneOf": [_HEX64, {"type": "null"}]},
+            "npub": _NULLABLE_STR,
             "name": _NULLABLE_STR,
-            "state": {"enum": ["accepted", "request", "blocked"]},
+            "state": {"enum": ["accepted", "request", "blocked", None]},
             "last_activity": _INT,
             "last_message": {"oneOf": [_ref("Message"), {"type": "null"}]},
             "unread": _INT,
@@ -186,6 +203,13 @@ def _error_content() -> dict[str, Any]:
 
 _PUBKEY_PARAM = {"name": "pubkey", "in": "path", "required": True, "schema": _HEX64}
 _ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": _STR}
+#: A conversation's id, or (for scripts) a contact's key naming the direct conversation.
+_CONV_PARAM = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^([0-9a-f]{32}|[0-9a-f]{64})$"},
+}
 
 
 def _op(
@@ -222,8 +246,21 @@ _PATHS: dict[str, Any] = {
         "post": _op(
             "Create the identity from a new or restored phrase, then unlock",
             _ref("Session"),
-            body=_obj({"phrase": _STR, "passphrase": _STR}),
+            body=_obj(
+                {"phrase": _STR, "passphrase": _STR, "relays": _array(_STR)},
+                ["phrase", "passphrase"],
+            ),
         )
+    },
+    "/api/passphrase": {
+        "post": {
+            "summary": "Change the passphrase (403 wrong_passphrase if old is not it)",
+            "requestBody": _json_body(_obj({"old": _STR, "new": _STR})),
+            "responses": {
+                **_responses("200", _ref("Error"), "unused"),
+                "204": {"description": "changed"},
+            },
+        }
     },
     "/api/unlock": {
         "post": _op(
@@ -258,7 +295,8 @@ _PATHS: dict[str, Any] = {
     "/api/contacts": {
         "get": _op("Every contact, requests and blocked ones included", _array(_ref("Contact"))),
         "post": _op(
-            "Add (or accept) a contact by npub or nprofile; looks up their devices",
+            "Add (or accept) a contact by npub or nprofile; looks up their devices (200"
+            " with already_contact: an accepted contact, not renamed)",
             _ref("Contact"),
             code="201",
             body=_obj({"address": _STR, "name": _STR}, ["address"]),
@@ -286,12 +324,15 @@ _PATHS: dict[str, Any] = {
     "/api/conversations": {
         "get": _op("Conversations by latest activity", _array(_ref("Conversation")))
     },
-    "/api/conversations/{pubkey}/messages": {
+    "/api/conversations/{id}": {
+        "get": _op("One conversation", _ref("Conversation"), params=[_CONV_PARAM])
+    },
+    "/api/conversations/{id}/messages": {
         "get": _op(
             "Messages, newest first; page with before_sent_at and before_seq",
             _array(_ref("Message")),
             params=[
-                _PUBKEY_PARAM,
+                _CONV_PARAM,
                 {"name": "limit", "in": "query", "schema": _INT},
                 {"name": "before_sent_at", "in": "query", "schema": _INT},
                 {"name": "before_seq", "in": "query", "schema": _INT},
@@ -312,14 +353,14 @@ _PATHS: dict[str, Any] = {
                 },
                 ["text"],
             ),
-            params=[_PUBKEY_PARAM],
+            params=[_CONV_PARAM],
         ),
     },
-    "/api/conversations/{pubkey}/read": {
+    "/api/conversations/{id}/read": {
         "post": _op(
             "Mark the conversation read (sends a read receipt if enabled)",
             _ref("ReadResult"),
-            params=[_PUBKEY_PARAM],
+            params=[_CONV_PARAM],
         )
     },
     "/api/search": {
@@ -366,6 +407,9 @@ _PATHS: dict[str, Any] = {
             params=[{"name": "url", "in": "query", "required": True, "schema": _STR}],
         ),
     },
+    "/api/relays/defaults": {
+        "get": _op("The default public relays offered at onboarding", _ref("DefaultRelays"))
+    },
     "/api/settings": {
         "get": _op("Settings", _ref("Settings")),
         "patch": _op("Change settings", _ref("Settings"), body=_obj({"read_receipts": _BOOL}, [])),
@@ -382,6 +426,11 @@ _PATHS: dict[str, Any] = {
         }
     },
 }
+
+# adding an accepted contact again answers 200 (already_contact), not 201
+_PATHS["/api/contacts"]["post"]["responses"]["200"] = _PATHS["/api/contacts"]["post"][
+    "responses"
+]["201"]
 
 
 def document() -> dict[str, Any]:

@@ -296,7 +296,12 @@ class RelayConnection:
         sub = Subscription(sub_id or self._new_id())
         text = self._protocol.subscribe(sub.sub_id, filters)
         self._subs[sub.sub_id] = sub
-        await self._send(text)
+        try:
+            await self._send(text)
+        except RelayError:
+            self._subs.pop(sub.sub_id, None)
+            self._protocol.close(sub.sub_id)
+            raise
         return sub
 
     async def unsubscribe(self, sub: Subscription) -> None:

@@ -15,14 +15,17 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
+import orjson
 import pytest
+from aiohttp import web
 
 from tests.node.conftest import StartFaulty, StartRelay
 from tests.relay.conftest import make_event, new_key
 from xchat.core.envelope import gift_wrap
 from xchat.crypto.keys import SecretKey
 from xchat.node.pool import BACKOFF_START, RelayHealth, RelayPool
-from xchat.node.relay_client import PublishResult, RelayConnection, reap
+from xchat.node.relay_client import PublishResult, RelayConnection, RelayError, reap
+from xchat.wire import messages as m
 from xchat.wire.event import Event
 
 OPEN_RELAY = "[relay]\nprotect_gift_wraps = false\n"  # serves gift wraps to anyone
@@ -746,3 +749,144 @@ def test_a_relay_down_for_long_stops_holding_back_the_evidence_of_the_others(
             assert pool.complete_since(down_for=0.2) is None  # no relay left: no evidence
 
     run(scenario())
+
+
+# -- injected time and chance -------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_backoff_jitter_and_health_times_come_from_the_injected_rng_and_clock(
+    faulty_relays: StartFaulty,
+) -> None:
+    broken = faulty_relays(closed_port_url())  # accepts the WebSocket, then closes it
+    wall = 1_000_000.0  # the injected clock stands still: every time is exact
+    retries: list[tuple[int, float | None, float | None]] = []
+
+    def record(health: RelayHealth) -> None:
+        if health.state == "disconnected":
+            retries.append((health.failures, health.next_retry_at, health.connected_since))
+
+    async def scenario() -> None:
+        pool = RelayPool(
+            lambda: keyring(new_key()),
+            Inbox(),
+            clock=lambda: wall,
+            rng=bytes,  # jitter factor 0.5: each delay is half the backoff
+        )
+        pool.on_health_change = record
+        await pool.start([broken.url])
+        try:
+            await until(lambda: len(retries) >= 3, "three failures", 40)
+            # nobody reads the mail, so the evidence stays None; the relay is down since `wall`
+            assert pool.complete_since(down_for=None) is None
+        finally:
+            await pool.close()
+
+    run(scenario())
+    assert retries[:3] == [
+        (1, wall + BACKOFF_START * 0.5, None),
+        (2, wall + BACKOFF_START * 2 * 0.5, None),
+        (3, wall + BACKOFF_START * 4 * 0.5, None),
+    ]
+
+
+@pytest.mark.timeout(120)
+def test_auth_events_are_dated_by_the_injected_clock(relays: StartRelay) -> None:
+    """A clock two hours behind dates every AUTH event out of the relay's window: the
+    relay refuses them and the gift-wrap subscription with them; the true clock reads
+    the same mail."""
+    relay = relays()
+    me = new_key()
+    mail = [wrap_to(me, "m1")]
+    late_inbox, inbox = Inbox(), Inbox()
+
+    async def scenario() -> None:
+        await publish_to(relay.url, mail)
+        async with (
+            running_pool(
+                keyring(me), [relay.url], late_inbox, clock=lambda: time.time() - 7200
+            ) as late,
+            running_pool(keyring(me), [relay.url], inbox) as pool,
+        ):
+            await until(lambda: inbox.has(mail), "the mail, read with the true clock")
+            await until(connected(pool, relay.url), "connected with the true clock")
+            await until(lambda: health_of(late, relay.url).failures >= 1, "a refusal")
+            assert "auth-required" in health_of(late, relay.url).last_error
+            assert late_inbox.calls == []
+
+    run(scenario())
+
+
+# -- the connection driver against a relay that misbehaves --------------------------------
+
+
+@contextlib.asynccontextmanager
+async def scripted_relay(
+    script: Callable[[Any, list[Any]], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A WebSocket server on 127.0.0.1 that runs ``script(ws, received)`` per connection:
+    a relay that says exactly what a test wants, garbage included."""
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await script(ws, [])
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def test_a_connection_survives_garbage_stray_answers_and_a_second_eose() -> None:
+    """Garbage, binary frames, OKs for ids never sent, EOSE twice: counted, ignored, and
+    the real answers still reach their callers; when the relay hangs up, a publish
+    waiting for its OK and every later request fail with RelayError at once (the
+    timeouts are ten minutes: waiting for them would fail the test's own timeout)."""
+    event = make_event(new_key(), content="kept")
+    stranger = make_event(new_key(), content="never sent")
+
+    async def script(ws: Any, _: list[Any]) -> None:
+        await ws.send_bytes(b"\x00binary")
+        await ws.send_str("not json")
+        await ws.send_str(m.ok_message(stranger.id, True, ""))
+        await ws.send_str(m.notice_message("hello"))
+        await ws.send_str(m.auth_challenge_message("c1"))
+        async for msg in ws:
+            verb, *rest = orjson.loads(msg.data)
+            if verb == "EVENT" and rest[0]["content"] == "kept":
+                await ws.send_str('["OK", "short", true, ""]')  # malformed
+                await ws.send_str(m.ok_message(event.id, True, "duplicate: have it"))
+            elif verb == "REQ":
+                await ws.send_str(m.event_message(rest[0], event.to_json().decode()))
+                await ws.send_str(m.eose_message(rest[0]))
+                await ws.send_str(m.eose_message(rest[0]))  # a second EOSE
+                await ws.send_str(m.eose_message("nobody"))
+            elif verb == "EVENT":  # the last publish: hang up instead of answering
+                await ws.close()
+                return
+
+    async def scenario() -> None:
+        async with scripted_relay(script) as url, await RelayConnection.connect(url) as conn:
+            assert await conn.challenge(600) == "c1"
+            assert await conn.publish(event, 600) == PublishResult(True, "duplicate: have it")
+            assert await conn.query([{"kinds": [1]}], 600) == [event]
+            assert conn.notices == ["hello"]
+            assert conn.malformed == 3  # binary, not json, the short OK
+            with pytest.raises(RelayError, match="closed"):
+                await conn.publish(make_event(new_key(), content="unanswered"), 600)
+            await until(lambda: conn.closed, "the reader's end")
+            with pytest.raises(RelayError, match="closed"):
+                await conn.publish(event, 600)
+            with pytest.raises(RelayError, match="closed"):
+                await conn.subscribe([{"kinds": [1]}])
+
+    run(scenario(), timeout=60)

@@ -460,11 +460,7 @@ def test_auth_is_checked(relay: RelayProcess) -> None:
                     created_at=created_at,
                     rng=__import__("os").urandom,
                 )
-                from xchat.wire import messages as m
-
-                future = conn._oks.setdefault(event.id, asyncio.get_running_loop().create_future())
-                await conn._send(m.auth_message(event))
-                result = await asyncio.wait_for(future, 5)
+                result = await conn.send_auth(event, 5)
                 assert not result.accepted, tags
                 assert result.message.startswith("invalid:")
             assert (await conn.authenticate(key)).accepted

@@ -10,12 +10,16 @@ __all__ = [
     "KIND_DELETION",
     "KIND_DEVICE_BUNDLE",
     "KIND_FILE",
+    "KIND_FOLLOWS",
     "KIND_GIFT_WRAP",
     "KIND_INBOX_RELAYS",
+    "KIND_METADATA",
     "KIND_REACTION",
     "KIND_SEAL",
 ]
 
+KIND_METADATA: Final = 0  # NIP-01 user metadata (replaceable)
+KIND_FOLLOWS: Final = 3  # NIP-02 follow list (replaceable)
 KIND_DELETION: Final = 5  # NIP-09 deletion request (NIP-17: a deleted message)
 KIND_REACTION: Final = 7  # NIP-25 reaction
 KIND_SEAL: Final = 13  # NIP-59 seal

@@ -23,12 +23,15 @@ import orjson
 from xchat import __version__
 from xchat.cli.client import (
     NodeClient,
-    chat,
+    NoIdentity,
+    check_text,
     contact_label,
+    conversation_id,
     format_message,
     forward_secrecy_line,
+    printable,
 )
-from xchat.core.identity import Identity
+from xchat.core.identity import ContactCard, Identity
 from xchat.errors import InvalidInput, WrongPassphrase, XChatError
 from xchat.home import Home, check_passphrase, default_home
 
@@ -108,7 +111,7 @@ def _cmd_init(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_card(args: argparse.Namespace, out: TextIO) -> int:
-    home = Home(default_home(args.home))
+    home = _home_with_identity(args)
     card = home.card()
     if args.relay:
         card = type(card).create(card.public_key, tuple(args.relay))
@@ -147,7 +150,7 @@ def _cmd_card(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_phrase(args: argparse.Namespace, out: TextIO) -> int:
-    unlocked = Home(default_home(args.home)).unlock(_passphrase(args, confirm=False))
+    unlocked = _home_with_identity(args).unlock(_passphrase(args, confirm=False))
     if unlocked.identity.phrase is None:
         raise InvalidInput(
             "this identity was imported from a secret key and has no recovery phrase"
@@ -157,7 +160,7 @@ def _cmd_phrase(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_change_passphrase(args: argparse.Namespace, out: TextIO) -> int:
-    home = Home(default_home(args.home))
+    home = _home_with_identity(args)
     old = _passphrase(args, confirm=False)
     home.unlock(old)  # WrongPassphrase before asking for the new one
     if args.new_passphrase_file:
@@ -191,9 +194,31 @@ def _cmd_relay(args: argparse.Namespace, out: TextIO) -> int:
     def ready(address: str) -> None:
         out.write(f"xchat relay: listening on {address} (database: {_describe_db(config.db)})\n")
         out.flush()
+        if args.parent_fd is not None:
+            _watch_lifeline(args.parent_fd)
 
     asyncio.run(run_relay(config, ready=ready))
     return 0
+
+
+def _watch_lifeline(fd: int) -> None:
+    """Shut down as on SIGTERM once ``fd`` (a pipe whose other end the parent node holds)
+    reads end-of-file: the parent ended, however it ended (SIGKILL included)."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 64)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            signal.raise_signal(signal.SIGTERM)  # run_relay's handler: a graceful stop
+
+    loop.add_reader(fd, readable)
 
 
 def _cmd_up(args: argparse.Namespace, out: TextIO) -> int:
@@ -239,20 +264,43 @@ def _cmd_up(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _home_with_identity(args: argparse.Namespace) -> Home:
+    """The home, or NoIdentity (the one sentence every command says before there is one)."""
+    home = Home(default_home(args.home))
+    if not home.exists():
+        raise NoIdentity()
+    return home
+
+
 def _client(args: argparse.Namespace) -> NodeClient:
-    return NodeClient(Home(default_home(args.home)))
+    return NodeClient(_home_with_identity(args))
 
 
 def _dump(data: object, out: TextIO) -> None:
     out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _relay_line(health: dict[str, object]) -> str:
+def _health_words(health: dict[str, Any], now: float) -> str:
+    """A relay's state in words: connected, connecting, or not reachable (and when the
+    node tries again)."""
+    state = health["state"]
+    if state == "connected":
+        return "connected"
+    if state == "connecting":
+        return "connecting"
+    retry = health.get("next_retry_at")
+    if isinstance(retry, int | float) and retry > now:
+        return f"not reachable, trying again in {max(1, round(retry - now))} s"
+    return "not reachable"
+
+
+def _relay_line(health: dict[str, Any]) -> str:
     """One relay's health for people: state, role, URL and the last error."""
     role = "inbox" if health["reading"] else "outbox"
     error = f" ({health['last_error']})" if health["last_error"] else ""
     warning = f"\n{'':<13}warning: {health['warning']}" if health.get("warning") else ""
-    return f"{health['state']:<12} {role:<6} {health['url']}{error}{warning}"
+    words = _health_words(health, time.time())
+    return f"{words:<12} {role:<6} {health['url']}{error}{warning}"
 
 
 def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
@@ -270,7 +318,37 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     for warning in status.get("warnings", []):
         out.write(f"Warning: {warning}\n")
     if status["embedded_relay"]:
-        out.write(f"Using the embedded relay {status['embedded_relay']} (no relay configured)\n")
+        out.write(
+            f"Using only the relay on this computer ({status['embedded_relay']}): you can "
+            "reach people on this computer only. Add a public relay with "
+            "'xchat relays add wss://…' to reach others.\n"
+        )
+    elif status["relays"] and all(r["state"] != "connected" for r in status["relays"]):
+        out.write(
+            "No relay is reachable now: messages wait in the outbox and go out when one is.\n"
+        )
+    return 0
+
+
+def _cmd_unlock(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    session = client.call("GET", "/api/session")
+    if session["state"] == "setup":
+        raise NoIdentity()
+    if session["state"] == "unlocked":
+        out.write(f"X Chat is already unlocked for {session['npub']}.\n")
+        return 0
+    session = client.call("POST", "/api/unlock", {"passphrase": _passphrase(args, confirm=False)})
+    out.write(f"Unlocked: X Chat is running for {session['npub']}.\n")
+    return 0
+
+
+def _cmd_lock(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    if client.call("GET", "/api/session")["state"] == "setup":
+        raise NoIdentity()
+    client.call("POST", "/api/lock")
+    out.write("Locked: the node forgot your keys and stopped; 'xchat unlock' starts it again.\n")
     return 0
 
 
@@ -279,15 +357,7 @@ def _cmd_contacts(args: argparse.Namespace, out: TextIO) -> int:
     if args.action == "add":
         if not args.address:
             raise InvalidInput("usage: xchat contacts add <npub|nprofile> [--name NAME]")
-        body = {"address": args.address[0]}
-        if args.name:
-            body["name"] = args.name
-        contact = client.call("POST", "/api/contacts", body)
-        if args.json:
-            _dump(contact, out)
-        else:
-            out.write(f"Added {contact_label(contact)}\n{forward_secrecy_line(contact)}\n")
-        return 0
+        return _add_contact(args, client, out)
     if args.action in ("accept", "block", "rename"):
         return _change_contact(args, client, out)
     if args.action not in (None, "list"):
@@ -297,6 +367,38 @@ def _cmd_contacts(args: argparse.Namespace, out: TextIO) -> int:
         _dump(contacts, out)
         return 0
     _list_contacts(contacts, out)
+    return 0
+
+
+def _add_contact(args: argparse.Namespace, client: NodeClient, out: TextIO) -> int:
+    """Add a contact, or accept a request; an existing contact is said so, never renamed
+    (only 'xchat contacts rename' renames). The node answers ``already_contact``; the
+    contact list is compared first too, so that a node without it renames nothing."""
+    address = args.address[0]
+    pubkey = ContactCard.parse(address).public_key.hex
+    contacts: list[dict[str, Any]] = client.call("GET", "/api/contacts")
+    existing = next((c for c in contacts if c["pubkey"] == pubkey), None)
+    already = existing is not None and existing["state"] == "accepted"
+    body = {"address": address}
+    if args.name and not already:
+        body["name"] = args.name
+    contact = client.call("POST", "/api/contacts", body)  # an existing one: looked up again
+    already = already or contact.get("already_contact") is True
+    if args.json:
+        _dump({**contact, "already_contact": already}, out)
+    elif already:
+        named = contact.get("name")
+        under = (
+            f"under the name {printable(named, multiline=False)!r}" if named else "without a name"
+        )
+        out.write(f"{contact_label(contact)} is already a contact, {under}.\n")
+        if args.name and args.name != named:
+            out.write(
+                f"Not renamed: to rename, use 'xchat contacts rename {contact['npub']} "
+                f"--name NAME'.\n"
+            )
+    else:
+        out.write(f"Added {contact_label(contact)}\n{forward_secrecy_line(contact)}\n")
     return 0
 
 
@@ -340,8 +442,9 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
     text = " ".join(args.text)
     if text == "-":
         text = sys.stdin.read().rstrip("\n")
+    check_text(text)
     message = client.call(
-        "POST", f"/api/conversations/{contact['pubkey']}/messages", {"text": text}
+        "POST", f"/api/conversations/{conversation_id(contact)}/messages", {"text": text}
     )
     if args.json:
         _dump(message, out)
@@ -353,7 +456,8 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_messages(args: argparse.Namespace, out: TextIO) -> int:
     client = _client(args)
     contact = client.contact(args.contact)
-    rows = client.call("GET", f"/api/conversations/{contact['pubkey']}/messages?limit={args.limit}")
+    path = f"/api/conversations/{conversation_id(contact)}/messages?limit={args.limit}"
+    rows = client.call("GET", path)
     if args.json:
         _dump(list(reversed(rows)), out)
         return 0
@@ -366,6 +470,8 @@ def _cmd_messages(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
     import asyncio
+
+    from xchat.cli.chat import chat
 
     client = _client(args)
     return asyncio.run(chat(client, client.contact(args.contact), out))
@@ -508,6 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
         "name one of them (default: the address it listens on)",
     )
     relay.add_argument("--config", metavar="FILE", help="TOML file with [relay] and [limits]")
+    # the embedded relay of a node: stop when this pipe closes (the node ended)
+    relay.add_argument("--parent-fd", type=int, help=argparse.SUPPRESS)
     relay.set_defaults(run=_cmd_relay)
 
     _add_node_commands(sub)
@@ -531,6 +639,13 @@ def _add_node_commands(sub: Any) -> None:
         "--unlock", action="store_true", help="ask for the passphrase here, not in the browser"
     )
     up.set_defaults(run=_cmd_up)
+
+    unlock = sub.add_parser("unlock", help="unlock the running node (asks for the passphrase)")
+    unlock.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE")
+    unlock.set_defaults(run=_cmd_unlock)
+
+    lock = sub.add_parser("lock", help="lock the running node: it forgets your keys")
+    lock.set_defaults(run=_cmd_lock)
 
     status = sub.add_parser("status", help="is the node running; relays and outbox")
     status.add_argument("--json", action="store_true", help="machine-readable output")

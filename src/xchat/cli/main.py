@@ -31,83 +31,12 @@ from xchat.cli.client import (
     forward_secrecy_line,
     printable,
 )
-from xchat.core.identity import ContactCard, Identity
+from xchat.cli.setup import cmd_init, passphrase
+from xchat.core.identity import ContactCard
 from xchat.errors import InvalidInput, WrongPassphrase, XChatError
 from xchat.home import Home, check_passphrase, default_home
 
 __all__ = ["main"]
-
-
-def _read_secret_line(prompt: str, stdin: TextIO) -> str:
-    """One line from a pipe, or typed without echo at a terminal."""
-    if stdin.isatty():
-        return getpass.getpass(prompt)
-    return stdin.readline().strip()
-
-
-def _passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
-    """From --passphrase-file, then XCHAT_PASSPHRASE, then an interactive prompt."""
-    if args.passphrase_file:
-        try:
-            text = Path(args.passphrase_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InvalidInput(f"cannot read the passphrase file: {exc.strerror}") from None
-        return text.rstrip("\r\n")
-    if (env := os.environ.get("XCHAT_PASSPHRASE")) is not None:
-        return env
-    if not sys.stdin.isatty():
-        raise InvalidInput(
-            "no passphrase: give --passphrase-file FILE or set XCHAT_PASSPHRASE "
-            "(standard input is not a terminal to ask on)"
-        )
-    first = getpass.getpass("Passphrase: ")
-    if confirm:
-        check_passphrase(first)
-        if getpass.getpass("Passphrase again: ") != first:
-            raise InvalidInput("the two passphrases differ")
-    return first
-
-
-def _cmd_init(args: argparse.Namespace, out: TextIO) -> int:
-    home = Home(default_home(args.home))
-    if home.exists():
-        raise InvalidInput(
-            f"an X Chat identity already exists in {home.path}; use another --home "
-            "or remove that folder first"
-        )
-    if args.restore and args.import_nsec:
-        raise InvalidInput("choose either --restore or --import-nsec, not both")
-    if args.restore:
-        if sys.stdin.isatty():
-            out.write("Type your recovery phrase (the words are not shown):\n")
-        identity = Identity.from_phrase(_read_secret_line("Recovery phrase: ", sys.stdin))
-    elif args.import_nsec:
-        identity = Identity.from_nsec(_read_secret_line("Secret key (nsec1…): ", sys.stdin))
-    else:
-        identity = Identity.generate(os.urandom, args.words)
-    passphrase = _passphrase(args, confirm=True)
-    check_passphrase(passphrase)
-    home.create(identity, passphrase, int(time.time()), os.urandom, tuple(args.relay))
-    out.write(f"Created your X Chat identity in {home.path}\n\n")
-    out.write(f"Your address: {identity.npub}\n")
-    if not args.restore and identity.phrase is not None:
-        words = identity.phrase.split()
-        out.write(
-            f"\nYour recovery phrase ({len(words)} words). Write it down and keep it somewhere\n"
-            "safe and offline. It is the only way to restore this identity on a new device,\n"
-            "anyone who has it can read your messages, and it will not be shown again:\n\n"
-        )
-        for row in range(0, len(words), 4):
-            out.write(
-                "   "
-                + "  ".join(
-                    f"{i + 1:>2}. {w:<9}" for i, w in enumerate(words) if row <= i < row + 4
-                )
-                + "\n"
-            )
-        out.write("\n")
-    out.write("Share your contact card with 'xchat card' (add --qr for a QR code).\n")
-    return 0
 
 
 def _cmd_card(args: argparse.Namespace, out: TextIO) -> int:
@@ -150,7 +79,7 @@ def _cmd_card(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_phrase(args: argparse.Namespace, out: TextIO) -> int:
-    unlocked = _home_with_identity(args).unlock(_passphrase(args, confirm=False))
+    unlocked = _home_with_identity(args).unlock(passphrase(args, confirm=False))
     if unlocked.identity.phrase is None:
         raise InvalidInput(
             "this identity was imported from a secret key and has no recovery phrase"
@@ -161,7 +90,7 @@ def _cmd_phrase(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_change_passphrase(args: argparse.Namespace, out: TextIO) -> int:
     home = _home_with_identity(args)
-    old = _passphrase(args, confirm=False)
+    old = passphrase(args, confirm=False)
     home.unlock(old)  # WrongPassphrase before asking for the new one
     if args.new_passphrase_file:
         new = Path(args.new_passphrase_file).read_text(encoding="utf-8").rstrip("\r\n")
@@ -237,7 +166,7 @@ def _cmd_up(args: argparse.Namespace, out: TextIO) -> int:
     if home.exists() and (
         args.unlock or args.passphrase_file or os.environ.get("XCHAT_PASSPHRASE") is not None
     ):
-        unlocked = home.unlock(_passphrase(args, confirm=False))
+        unlocked = home.unlock(passphrase(args, confirm=False))
     logging.basicConfig(level=logging.WARNING, format="xchat node: %(message)s")
 
     def ready(login: str) -> None:
@@ -338,7 +267,7 @@ def _cmd_unlock(args: argparse.Namespace, out: TextIO) -> int:
     if session["state"] == "unlocked":
         out.write(f"X Chat is already unlocked for {session['npub']}.\n")
         return 0
-    session = client.call("POST", "/api/unlock", {"passphrase": _passphrase(args, confirm=False)})
+    session = client.call("POST", "/api/unlock", {"passphrase": passphrase(args, confirm=False)})
     out.write(f"Unlocked: X Chat is running for {session['npub']}.\n")
     return 0
 
@@ -572,9 +501,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="URL",
-        help="relay hint for your contact card (repeatable)",
+        help="relay hint for your contact card (repeatable; default: the chosen relays)",
     )
-    init.set_defaults(run=_cmd_init)
+    init.add_argument(
+        "--relays",
+        metavar="default|none|URL,URL",
+        help="the relays to start with: the default public set, none (only the relay on "
+        "this computer) or your own list (default: asked at a terminal, else default)",
+    )
+    init.set_defaults(run=cmd_init)
 
     card = sub.add_parser("card", help="print your address and contact card")
     card.add_argument("--qr", action="store_true", help="also print a QR code in the terminal")

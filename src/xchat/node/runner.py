@@ -212,6 +212,7 @@ class NodeHost:
                 try:
                     await node.start((*self.relays, *chosen, *relays), embedded=self._embedded_url)
                 except BaseException:  # failed or cancelled half-way: close what opened
+                    _take_back_cancellation()
                     await node.close()
                     raise
                 self.node = node
@@ -261,6 +262,15 @@ class NodeHost:
         loop = asyncio.get_running_loop()
         unlocked = await loop.run_in_executor(None, self.home.unlock, passphrase)
         return unlocked.identity.phrase
+
+
+def _take_back_cancellation() -> None:
+    """While handling this task's cancellation, let the cleanup's awaits run to their end
+    (``reap`` raises again while the task is being cancelled); the handler raises the
+    CancelledError again afterwards."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        task.uncancel()
 
 
 def _api_token(home: Home) -> str:
@@ -315,9 +325,6 @@ async def run_node(
         loop.add_signal_handler(sig, on_signal)
     try:
         await serving
-    except asyncio.CancelledError:
-        if not stop.is_set() or not serving.cancelled():
-            raise  # cancelled from outside, not by a signal
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -336,41 +343,51 @@ async def _serve(
     home.path.mkdir(mode=0o700, parents=True, exist_ok=True)
     embedded = EmbeddedRelay(home.path / "relay.sqlite3")
     host = NodeHost(home, relays, embedded)
-    runner: web.AppRunner | None = None
-    runtime = home.path / RUNTIME_FILE
+    runners: list[web.AppRunner] = []
     try:
-        if unlocked is not None:
-            await host.start(unlocked)
-        token = _api_token(home)
-        port_ref = [port]
-        runner = web.AppRunner(
-            make_app(host, token, port_ref), handle_signals=False, access_log=None
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port)
         try:
-            await site.start()
-        except OSError as exc:
-            raise InvalidInput(
-                f"port {port} on 127.0.0.1 is taken ({exc.strerror}); choose another with --port"
-            ) from None
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            port_ref[0] = server.sockets[0].getsockname()[1]
-        url = f"http://127.0.0.1:{port_ref[0]}"
-        write_private(runtime, orjson.dumps({"url": url, "token": token, "pid": os.getpid()}))
-        login = f"{url}/#token={token}"
-        on_started()
-        if ready is not None:
-            ready(login)
-        if open_browser:
-            with contextlib.suppress(Exception):
-                webbrowser.open(login)
-        await stop.wait()
+            if unlocked is not None:
+                await host.start(unlocked)
+            login = await _listen(host, port, runners)
+            on_started()
+            if ready is not None:
+                ready(login)
+            if open_browser:
+                with contextlib.suppress(Exception):
+                    webbrowser.open(login)
+            await stop.wait()
+        except asyncio.CancelledError:
+            if not stop.is_set():
+                raise  # cancelled from outside, not by a signal
+            _take_back_cancellation()  # a signal during the start: stop as after it
     finally:
         with contextlib.suppress(FileNotFoundError):
-            runtime.unlink()
-        if runner is not None:
+            (home.path / RUNTIME_FILE).unlink()
+        for runner in runners:
             await runner.cleanup()
         await host.lock()
         await embedded.stop()
+
+
+async def _listen(host: NodeHost, port: int, runners: list[web.AppRunner]) -> str:
+    """Serve the API and X Chat Web on 127.0.0.1:``port``, write ``node.json``; the login
+    URL."""
+    token = _api_token(host.home)
+    port_ref = [port]
+    runner = web.AppRunner(make_app(host, token, port_ref), handle_signals=False, access_log=None)
+    runners.append(runner)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise InvalidInput(
+            f"port {port} on 127.0.0.1 is taken ({exc.strerror}); choose another with --port"
+        ) from None
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        port_ref[0] = server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port_ref[0]}"
+    runtime = {"url": url, "token": token, "pid": os.getpid()}
+    write_private(host.home.path / RUNTIME_FILE, orjson.dumps(runtime))
+    return f"{url}/#token={token}"

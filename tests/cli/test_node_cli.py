@@ -535,3 +535,41 @@ def _finish(term: Terminal) -> int:
                 break
             term.raw += chunk
     return term.close()
+
+
+def test_chat_quits_on_ctrl_c_and_a_pipe_on_sigint_without_noise(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    alice, bob = _friends(pair)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
+    term = Terminal(["-m", "xchat", "--home", str(alice.home.path), "chat", "Bob"], env)
+    try:
+        term.read_until(lambda: term.rows[term.row] == "> ")
+        term.write("not sent\x03")  # Ctrl-C
+    finally:
+        code = _finish(term)
+    assert code == 130
+    assert not [noise for noise in ASYNCIO_NOISE if noise in term.raw.decode()]
+    assert alice.messages(bob.pubkey) == []
+    # standard input a pipe that stays open: SIGINT ends it at once, quietly
+    import subprocess
+
+    chat = subprocess.Popen(
+        [sys.executable, "-m", "xchat", "--home", str(alice.home.path), "chat", "Bob"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert chat.stdout is not None
+        assert "Chat with Bob" in chat.stdout.readline()
+        chat.send_signal(signal.SIGINT)
+        out, err = chat.communicate(timeout=30)
+    finally:
+        if chat.poll() is None:
+            chat.kill()
+            chat.communicate()
+    assert chat.returncode == 130
+    assert not [noise for noise in ASYNCIO_NOISE if noise in out + err], err

@@ -25,6 +25,7 @@ import codecs
 import os
 import shutil
 import sys
+import threading
 import unicodedata
 import urllib.parse
 from collections.abc import Callable
@@ -223,7 +224,6 @@ async def chat(
         lines.put_nowait(_QUIT)
 
     watcher = asyncio.create_task(live(), name="chat-stream")
-    reader: asyncio.Task[None] | None = None
     terminal: _Terminal | None = None
     fd = stdin.fileno() if interactive else -1
     try:
@@ -233,7 +233,7 @@ async def chat(
             screen.draw()
             loop.add_reader(fd, lambda: screen.feed(os.read(fd, 4096) or b"\x04"))
         else:
-            reader = asyncio.create_task(_read_lines(stdin, lines), name="chat-input")
+            _read_lines(stdin, lines)
         while (line := await lines.get()) not in (_QUIT, _INTERRUPT):
             await _send(client, conversation, line, names, ours, screen)
         if line == _INTERRUPT:
@@ -244,15 +244,24 @@ async def chat(
             screen.close()
         if terminal is not None:
             terminal.__exit__()
-        await reap(*(t for t in (watcher, reader) if t is not None))
+        await reap(watcher)
     return 1 if ended else 0
 
 
-async def _read_lines(stdin: TextIO, lines: asyncio.Queue[str]) -> None:
+def _read_lines(stdin: TextIO, lines: asyncio.Queue[str]) -> None:
+    """Read ``stdin`` line by line in a daemon thread of its own, so that quitting never
+    waits for a line that may not come (as a thread of the loop's executor would)."""
     loop = asyncio.get_running_loop()
-    while line := await loop.run_in_executor(None, stdin.readline):
-        lines.put_nowait(line.rstrip("\n"))
-    lines.put_nowait(_QUIT)
+
+    def read() -> None:
+        try:
+            for line in iter(stdin.readline, ""):
+                loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+            loop.call_soon_threadsafe(lines.put_nowait, _QUIT)
+        except (RuntimeError, OSError, ValueError):
+            return  # the chat ended (its loop is closed) or the input went away
+
+    threading.Thread(target=read, name="chat-input", daemon=True).start()
 
 
 async def _send(

@@ -24,6 +24,7 @@ def xchat(
     *args: str, home: Path, stdin: str = "", passphrase: str | None = PASS, **env: str
 ) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
+    environment["XCHAT_DEFAULT_RELAYS"] = ""  # nothing in the tests reaches the internet
     if passphrase is not None:
         environment["XCHAT_PASSPHRASE"] = passphrase
     environment.update(env)
@@ -198,12 +199,20 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 PROMPTS = (b"Recovery phrase:", b"Passphrase:", b"Passphrase again:", b"(nsec1\xe2\x80\xa6):")
 
 
-def _interact(args: list[str], answers: list[str], timeout: float = 30) -> tuple[int, str]:
+def _interact(
+    args: list[str],
+    answers: list[str],
+    timeout: float = 30,
+    env: dict[str, str] | None = None,
+    prompts: tuple[bytes, ...] = PROMPTS,
+) -> tuple[int, str]:
     """Run xchat on a real pseudo-terminal, typing ``answers`` at its prompts."""
     pid, fd = pty.fork()
     if pid == 0:  # child: the terminal is its controlling tty, so getpass reads from it
-        env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
-        os.execve(sys.executable, [sys.executable, "-m", "xchat", *args], env)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
+        environment["XCHAT_DEFAULT_RELAYS"] = ""  # nothing in the tests reaches the internet
+        environment.update(env or {})
+        os.execve(sys.executable, [sys.executable, "-m", "xchat", *args], environment)
     output = b""
     answered = 0
     pending = list(answers)
@@ -221,7 +230,7 @@ def _interact(args: list[str], answers: list[str], timeout: float = 30) -> tuple
                 break
             output += chunk
             shown = output.rstrip()  # a prompt is answered once, not again after its newline
-            if pending and shown.endswith(PROMPTS) and len(shown) > answered:
+            if pending and shown.endswith(prompts) and len(shown) > answered:
                 os.write(fd, pending.pop(0).encode() + b"\n")
                 answered = len(shown)
     finally:

@@ -483,7 +483,7 @@ def test_default_relays_come_from_the_environment(
     node = node_factory((), env={"XCHAT_DEFAULT_RELAYS": ",".join(stand_ins)})
     answer = node.call("GET", "/api/relays/defaults")
     assert answer["relays"] == stand_ins
-    assert "NIP-17" in answer["about"]
+    assert "never what is said" in answer["about"]
 
 
 def _raw_empty(node: NodeProcess, path: str, body: dict[str, Any]) -> tuple[int, bytes]:

@@ -8,27 +8,75 @@ terminal, so a message cannot move the cursor, change colours or retitle the win
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-import sys
 import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, TextIO
+from typing import Any, Final
 
 import orjson
 
 from xchat.core.identity import ContactCard
-from xchat.errors import InvalidInput, XChatError
+from xchat.core.message import MAX_TEXT_BYTES
+from xchat.errors import InvalidInput, WrongPassphrase, XChatError
 from xchat.home import Home, read_runtime
 
-__all__ = ["NodeClient", "NodeNotRunning", "printable"]
+__all__ = [
+    "NO_IDENTITY",
+    "NoIdentity",
+    "NodeClient",
+    "NodeLocked",
+    "NodeNotRunning",
+    "check_text",
+    "conversation_id",
+    "printable",
+]
+
+#: What every command that needs an identity says before one exists.
+NO_IDENTITY: Final = (
+    "No identity yet: create one with 'xchat init' or restore one with 'xchat init --restore'."
+)
 
 
 class NodeNotRunning(XChatError):
     """No node runs for this home (or it does not answer)."""
+
+
+class NoIdentity(XChatError):
+    """The home holds no identity yet (nothing to unlock)."""
+
+    def __init__(self) -> None:
+        super().__init__(NO_IDENTITY)
+
+
+class NodeLocked(XChatError):
+    """The node runs, but the identity is locked."""
+
+    def __init__(self) -> None:
+        super().__init__("X Chat is locked: unlock it with 'xchat unlock'.")
+
+
+def check_text(text: str) -> str:
+    """A message as the CLI sends it, or InvalidInput: not only spaces (as X Chat Web
+    refuses them), and at most ``MAX_TEXT_BYTES`` of UTF-8 (the node's limit, named)."""
+    if not text.strip():
+        raise InvalidInput("Nothing to send: the message is empty or only spaces.")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_TEXT_BYTES:
+        raise InvalidInput(
+            f"A message can be at most {MAX_TEXT_BYTES // 1024} KiB ({MAX_TEXT_BYTES:,} bytes) "
+            f"of text; this one is {size:,} bytes."
+        )
+    return text
+
+
+def conversation_id(contact: dict[str, Any]) -> str:
+    """The id of the direct conversation with ``contact`` for the API's
+    ``/api/conversations/{id}`` paths: ``contact.conversation``, or (from a node that
+    predates conversation ids) the contact's key, which the API accepts in its place."""
+    conversation = contact.get("conversation")
+    return conversation if isinstance(conversation, str) and conversation else contact["pubkey"]
 
 
 def printable(text: str, *, multiline: bool = True) -> str:
@@ -49,6 +97,7 @@ class NodeClient:
     """Calls to the node of one home over its local API."""
 
     def __init__(self, home: Home) -> None:
+        self.home = home
         runtime = read_runtime(home)
         if runtime is None:
             raise NodeNotRunning(
@@ -70,10 +119,17 @@ class NodeClient:
                 return orjson.loads(response.read())
         except urllib.error.HTTPError as exc:
             try:
-                message = orjson.loads(exc.read())["error"]["message"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                message = f"the node answered HTTP {exc.code}"
-            raise InvalidInput(str(message)) from None
+                error = orjson.loads(exc.read())["error"]
+                code, message = str(error.get("code", "")), str(error["message"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                code, message = "", f"the node answered HTTP {exc.code}"
+            if exc.code == 423:
+                raise NodeLocked() if self.home.exists() else NoIdentity() from None
+            if code == "wrong_passphrase":
+                raise WrongPassphrase(message) from None
+            if exc.code == 413 or "request body is too large" in message:
+                message = "The request is larger than the node accepts (256 KiB)."
+            raise InvalidInput(message) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             raise NodeNotRunning(
                 "the X Chat node does not answer; start it with 'xchat up'"
@@ -142,66 +198,3 @@ def format_message(message: dict[str, Any], names: dict[str, str]) -> str:
         extras.append("not forward-secret")
     suffix = f"  [{', '.join(extras)}]" if extras else ""
     return f"{when} {who}: {body}{suffix}"
-
-
-async def chat(client: NodeClient, contact: dict[str, Any], out: TextIO) -> int:
-    """Interactive conversation: history, live messages, a line typed is a message sent."""
-    import aiohttp
-
-    pubkey = contact["pubkey"]
-    names = {pubkey: contact_label(contact)}
-    history = client.call("GET", f"/api/conversations/{pubkey}/messages?limit=50")
-    out.write(f"Chat with {contact_label(contact)}. Type a message and Enter; Ctrl-D quits.\n")
-    out.write(forward_secrecy_line(contact) + "\n")
-    ours = {m["id"] for m in history}  # state changes are shown for these only
-    for message in reversed(history):
-        out.write(format_message(message, names) + "\n")
-    out.flush()
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, client.call, "POST", f"/api/conversations/{pubkey}/read")
-    ws_url = (
-        client.url.replace("http://", "ws://")
-        + "/api/stream?"
-        + urllib.parse.urlencode({"token": client.token})
-    )
-
-    async def live() -> None:
-        async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    continue
-                event = orjson.loads(msg.data)
-                if event.get("type") == "message" and event["message"]["conversation"] == pubkey:
-                    message = event["message"]
-                    if message["outgoing"]:
-                        continue
-                    out.write(format_message(message, names) + "\n")
-                    out.flush()
-                    await loop.run_in_executor(
-                        None, client.call, "POST", f"/api/conversations/{pubkey}/read"
-                    )
-                elif event.get("type") == "forward_secrecy" and event["pubkey"] == pubkey:
-                    out.write(f"  · {forward_secrecy_line(event['contact'])}\n")
-                    out.flush()
-                elif event.get("type") == "state" and event["id"] in ours:
-                    out.write(f"  · message {event['id'][:8]} {event['state']}\n")
-                    out.flush()
-
-    watcher = asyncio.create_task(live())
-    try:
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                break
-            text = line.rstrip("\n")
-            if not text.strip():
-                continue
-            sent = await loop.run_in_executor(
-                None, client.call, "POST", f"/api/conversations/{pubkey}/messages", {"text": text}
-            )
-            ours.add(sent["id"])
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await watcher
-    return 0

@@ -23,92 +23,24 @@ import orjson
 from xchat import __version__
 from xchat.cli.client import (
     NodeClient,
-    chat,
+    NoIdentity,
+    check_text,
     contact_label,
+    conversation_id,
     format_message,
     forward_secrecy_line,
+    printable,
 )
-from xchat.core.identity import Identity
+from xchat.cli.setup import cmd_init, passphrase
+from xchat.core.identity import ContactCard
 from xchat.errors import InvalidInput, WrongPassphrase, XChatError
 from xchat.home import Home, check_passphrase, default_home
 
 __all__ = ["main"]
 
 
-def _read_secret_line(prompt: str, stdin: TextIO) -> str:
-    """One line from a pipe, or typed without echo at a terminal."""
-    if stdin.isatty():
-        return getpass.getpass(prompt)
-    return stdin.readline().strip()
-
-
-def _passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
-    """From --passphrase-file, then XCHAT_PASSPHRASE, then an interactive prompt."""
-    if args.passphrase_file:
-        try:
-            text = Path(args.passphrase_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InvalidInput(f"cannot read the passphrase file: {exc.strerror}") from None
-        return text.rstrip("\r\n")
-    if (env := os.environ.get("XCHAT_PASSPHRASE")) is not None:
-        return env
-    if not sys.stdin.isatty():
-        raise InvalidInput(
-            "no passphrase: give --passphrase-file FILE or set XCHAT_PASSPHRASE "
-            "(standard input is not a terminal to ask on)"
-        )
-    first = getpass.getpass("Passphrase: ")
-    if confirm:
-        check_passphrase(first)
-        if getpass.getpass("Passphrase again: ") != first:
-            raise InvalidInput("the two passphrases differ")
-    return first
-
-
-def _cmd_init(args: argparse.Namespace, out: TextIO) -> int:
-    home = Home(default_home(args.home))
-    if home.exists():
-        raise InvalidInput(
-            f"an X Chat identity already exists in {home.path}; use another --home "
-            "or remove that folder first"
-        )
-    if args.restore and args.import_nsec:
-        raise InvalidInput("choose either --restore or --import-nsec, not both")
-    if args.restore:
-        if sys.stdin.isatty():
-            out.write("Type your recovery phrase (the words are not shown):\n")
-        identity = Identity.from_phrase(_read_secret_line("Recovery phrase: ", sys.stdin))
-    elif args.import_nsec:
-        identity = Identity.from_nsec(_read_secret_line("Secret key (nsec1…): ", sys.stdin))
-    else:
-        identity = Identity.generate(os.urandom, args.words)
-    passphrase = _passphrase(args, confirm=True)
-    check_passphrase(passphrase)
-    home.create(identity, passphrase, int(time.time()), os.urandom, tuple(args.relay))
-    out.write(f"Created your X Chat identity in {home.path}\n\n")
-    out.write(f"Your address: {identity.npub}\n")
-    if not args.restore and identity.phrase is not None:
-        words = identity.phrase.split()
-        out.write(
-            f"\nYour recovery phrase ({len(words)} words). Write it down and keep it somewhere\n"
-            "safe and offline. It is the only way to restore this identity on a new device,\n"
-            "anyone who has it can read your messages, and it will not be shown again:\n\n"
-        )
-        for row in range(0, len(words), 4):
-            out.write(
-                "   "
-                + "  ".join(
-                    f"{i + 1:>2}. {w:<9}" for i, w in enumerate(words) if row <= i < row + 4
-                )
-                + "\n"
-            )
-        out.write("\n")
-    out.write("Share your contact card with 'xchat card' (add --qr for a QR code).\n")
-    return 0
-
-
 def _cmd_card(args: argparse.Namespace, out: TextIO) -> int:
-    home = Home(default_home(args.home))
+    home = _home_with_identity(args)
     card = home.card()
     if args.relay:
         card = type(card).create(card.public_key, tuple(args.relay))
@@ -147,7 +79,7 @@ def _cmd_card(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_phrase(args: argparse.Namespace, out: TextIO) -> int:
-    unlocked = Home(default_home(args.home)).unlock(_passphrase(args, confirm=False))
+    unlocked = _home_with_identity(args).unlock(passphrase(args, confirm=False))
     if unlocked.identity.phrase is None:
         raise InvalidInput(
             "this identity was imported from a secret key and has no recovery phrase"
@@ -157,8 +89,8 @@ def _cmd_phrase(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_change_passphrase(args: argparse.Namespace, out: TextIO) -> int:
-    home = Home(default_home(args.home))
-    old = _passphrase(args, confirm=False)
+    home = _home_with_identity(args)
+    old = passphrase(args, confirm=False)
     home.unlock(old)  # WrongPassphrase before asking for the new one
     if args.new_passphrase_file:
         new = Path(args.new_passphrase_file).read_text(encoding="utf-8").rstrip("\r\n")
@@ -191,9 +123,31 @@ def _cmd_relay(args: argparse.Namespace, out: TextIO) -> int:
     def ready(address: str) -> None:
         out.write(f"xchat relay: listening on {address} (database: {_describe_db(config.db)})\n")
         out.flush()
+        if args.parent_fd is not None:
+            _watch_lifeline(args.parent_fd)
 
     asyncio.run(run_relay(config, ready=ready))
     return 0
+
+
+def _watch_lifeline(fd: int) -> None:
+    """Shut down as on SIGTERM once ``fd`` (a pipe whose other end the parent node holds)
+    reads end-of-file: the parent ended, however it ended (SIGKILL included)."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 64)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            signal.raise_signal(signal.SIGTERM)  # run_relay's handler: a graceful stop
+
+    loop.add_reader(fd, readable)
 
 
 def _cmd_up(args: argparse.Namespace, out: TextIO) -> int:
@@ -212,7 +166,7 @@ def _cmd_up(args: argparse.Namespace, out: TextIO) -> int:
     if home.exists() and (
         args.unlock or args.passphrase_file or os.environ.get("XCHAT_PASSPHRASE") is not None
     ):
-        unlocked = home.unlock(_passphrase(args, confirm=False))
+        unlocked = home.unlock(passphrase(args, confirm=False))
     logging.basicConfig(level=logging.WARNING, format="xchat node: %(message)s")
 
     def ready(login: str) -> None:
@@ -239,20 +193,43 @@ def _cmd_up(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _home_with_identity(args: argparse.Namespace) -> Home:
+    """The home, or NoIdentity (the one sentence every command says before there is one)."""
+    home = Home(default_home(args.home))
+    if not home.exists():
+        raise NoIdentity()
+    return home
+
+
 def _client(args: argparse.Namespace) -> NodeClient:
-    return NodeClient(Home(default_home(args.home)))
+    return NodeClient(_home_with_identity(args))
 
 
 def _dump(data: object, out: TextIO) -> None:
     out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _relay_line(health: dict[str, object]) -> str:
+def _health_words(health: dict[str, Any], now: float) -> str:
+    """A relay's state in words: connected, connecting, or not reachable (and when the
+    node tries again)."""
+    state = health["state"]
+    if state == "connected":
+        return "connected"
+    if state == "connecting":
+        return "connecting"
+    retry = health.get("next_retry_at")
+    if isinstance(retry, int | float) and retry > now:
+        return f"not reachable, trying again in {max(1, round(retry - now))} s"
+    return "not reachable"
+
+
+def _relay_line(health: dict[str, Any]) -> str:
     """One relay's health for people: state, role, URL and the last error."""
     role = "inbox" if health["reading"] else "outbox"
     error = f" ({health['last_error']})" if health["last_error"] else ""
     warning = f"\n{'':<13}warning: {health['warning']}" if health.get("warning") else ""
-    return f"{health['state']:<12} {role:<6} {health['url']}{error}{warning}"
+    words = _health_words(health, time.time())
+    return f"{words:<12} {role:<6} {health['url']}{error}{warning}"
 
 
 def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
@@ -270,7 +247,37 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     for warning in status.get("warnings", []):
         out.write(f"Warning: {warning}\n")
     if status["embedded_relay"]:
-        out.write(f"Using the embedded relay {status['embedded_relay']} (no relay configured)\n")
+        out.write(
+            f"Using only the relay on this computer ({status['embedded_relay']}): you can "
+            "reach people on this computer only. Add a public relay with "
+            "'xchat relays add wss://…' to reach others.\n"
+        )
+    elif status["relays"] and all(r["state"] != "connected" for r in status["relays"]):
+        out.write(
+            "No relay is reachable now: messages wait in the outbox and go out when one is.\n"
+        )
+    return 0
+
+
+def _cmd_unlock(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    session = client.call("GET", "/api/session")
+    if session["state"] == "setup":
+        raise NoIdentity()
+    if session["state"] == "unlocked":
+        out.write(f"X Chat is already unlocked for {session['npub']}.\n")
+        return 0
+    session = client.call("POST", "/api/unlock", {"passphrase": passphrase(args, confirm=False)})
+    out.write(f"Unlocked: X Chat is running for {session['npub']}.\n")
+    return 0
+
+
+def _cmd_lock(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    if client.call("GET", "/api/session")["state"] == "setup":
+        raise NoIdentity()
+    client.call("POST", "/api/lock")
+    out.write("Locked: the node forgot your keys and stopped; 'xchat unlock' starts it again.\n")
     return 0
 
 
@@ -279,15 +286,7 @@ def _cmd_contacts(args: argparse.Namespace, out: TextIO) -> int:
     if args.action == "add":
         if not args.address:
             raise InvalidInput("usage: xchat contacts add <npub|nprofile> [--name NAME]")
-        body = {"address": args.address[0]}
-        if args.name:
-            body["name"] = args.name
-        contact = client.call("POST", "/api/contacts", body)
-        if args.json:
-            _dump(contact, out)
-        else:
-            out.write(f"Added {contact_label(contact)}\n{forward_secrecy_line(contact)}\n")
-        return 0
+        return _add_contact(args, client, out)
     if args.action in ("accept", "block", "rename"):
         return _change_contact(args, client, out)
     if args.action not in (None, "list"):
@@ -297,6 +296,38 @@ def _cmd_contacts(args: argparse.Namespace, out: TextIO) -> int:
         _dump(contacts, out)
         return 0
     _list_contacts(contacts, out)
+    return 0
+
+
+def _add_contact(args: argparse.Namespace, client: NodeClient, out: TextIO) -> int:
+    """Add a contact, or accept a request; an existing contact is said so, never renamed
+    (only 'xchat contacts rename' renames). The node answers ``already_contact``; the
+    contact list is compared first too, so that a node without it renames nothing."""
+    address = args.address[0]
+    pubkey = ContactCard.parse(address).public_key.hex
+    contacts: list[dict[str, Any]] = client.call("GET", "/api/contacts")
+    existing = next((c for c in contacts if c["pubkey"] == pubkey), None)
+    already = existing is not None and existing["state"] == "accepted"
+    body = {"address": address}
+    if args.name and not already:
+        body["name"] = args.name
+    contact = client.call("POST", "/api/contacts", body)  # an existing one: looked up again
+    already = already or contact.get("already_contact") is True
+    if args.json:
+        _dump({**contact, "already_contact": already}, out)
+    elif already:
+        named = contact.get("name")
+        under = (
+            f"under the name {printable(named, multiline=False)!r}" if named else "without a name"
+        )
+        out.write(f"{contact_label(contact)} is already a contact, {under}.\n")
+        if args.name and args.name != named:
+            out.write(
+                f"Not renamed: to rename, use 'xchat contacts rename {contact['npub']} "
+                f"--name NAME'.\n"
+            )
+    else:
+        out.write(f"Added {contact_label(contact)}\n{forward_secrecy_line(contact)}\n")
     return 0
 
 
@@ -340,8 +371,9 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
     text = " ".join(args.text)
     if text == "-":
         text = sys.stdin.read().rstrip("\n")
+    check_text(text)
     message = client.call(
-        "POST", f"/api/conversations/{contact['pubkey']}/messages", {"text": text}
+        "POST", f"/api/conversations/{conversation_id(contact)}/messages", {"text": text}
     )
     if args.json:
         _dump(message, out)
@@ -353,7 +385,8 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_messages(args: argparse.Namespace, out: TextIO) -> int:
     client = _client(args)
     contact = client.contact(args.contact)
-    rows = client.call("GET", f"/api/conversations/{contact['pubkey']}/messages?limit={args.limit}")
+    path = f"/api/conversations/{conversation_id(contact)}/messages?limit={args.limit}"
+    rows = client.call("GET", path)
     if args.json:
         _dump(list(reversed(rows)), out)
         return 0
@@ -366,6 +399,8 @@ def _cmd_messages(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
     import asyncio
+
+    from xchat.cli.chat import chat
 
     client = _client(args)
     return asyncio.run(chat(client, client.contact(args.contact), out))
@@ -466,9 +501,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="URL",
-        help="relay hint for your contact card (repeatable)",
+        help="relay hint for your contact card (repeatable; default: the chosen relays)",
     )
-    init.set_defaults(run=_cmd_init)
+    init.add_argument(
+        "--relays",
+        metavar="default|none|URL,URL",
+        help="the relays to start with: the default public set, none (only the relay on "
+        "this computer) or your own list (default: asked at a terminal, else default)",
+    )
+    init.set_defaults(run=cmd_init)
 
     card = sub.add_parser("card", help="print your address and contact card")
     card.add_argument("--qr", action="store_true", help="also print a QR code in the terminal")
@@ -508,6 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
         "name one of them (default: the address it listens on)",
     )
     relay.add_argument("--config", metavar="FILE", help="TOML file with [relay] and [limits]")
+    # the embedded relay of a node: stop when this pipe closes (the node ended)
+    relay.add_argument("--parent-fd", type=int, help=argparse.SUPPRESS)
     relay.set_defaults(run=_cmd_relay)
 
     _add_node_commands(sub)
@@ -531,6 +574,13 @@ def _add_node_commands(sub: Any) -> None:
         "--unlock", action="store_true", help="ask for the passphrase here, not in the browser"
     )
     up.set_defaults(run=_cmd_up)
+
+    unlock = sub.add_parser("unlock", help="unlock the running node (asks for the passphrase)")
+    unlock.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE")
+    unlock.set_defaults(run=_cmd_unlock)
+
+    lock = sub.add_parser("lock", help="lock the running node: it forgets your keys")
+    lock.set_defaults(run=_cmd_lock)
 
     status = sub.add_parser("status", help="is the node running; relays and outbox")
     status.add_argument("--json", action="store_true", help="machine-readable output")

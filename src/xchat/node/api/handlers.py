@@ -21,7 +21,7 @@ from xchat.node.api import openapi
 from xchat.node.api.guard import Guard, Locked, body, error, field, json
 from xchat.node.api.host import Host
 from xchat.node.api.views import contact_json, conversation_json, event_json, message_json
-from xchat.node.defaults import default_relays
+from xchat.node.defaults import DEFAULT_RELAYS_ABOUT, default_relays
 from xchat.node.node import Node
 from xchat.wire.event import is_hex
 
@@ -260,15 +260,7 @@ class Api:
         )
 
     async def default_relays(self, request: web.Request) -> web.Response:
-        return json(
-            {
-                "relays": list(default_relays()),
-                "about": "Well-known public relays that accept X Chat's sealed mail"
-                " (NIP-17 gift wraps) and sign-in (NIP-42). They see only sealed"
-                " envelopes addressed to rotating mailbox keys: neither the text nor who"
-                " writes to whom. Without them you reach people on this computer only.",
-            }
-        )
+        return json({"relays": list(default_relays()), "about": DEFAULT_RELAYS_ABOUT})
 
     async def add_relay(self, request: web.Request) -> web.Response:
         urls = await self.node.add_relay(field(await body(request), "url", str))

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, get_args
 
 import aiohttp
@@ -446,7 +447,14 @@ def test_a_session_with_a_real_relay_over_a_raw_websocket(relay: RelayProcess) -
             await until(c.EndOfStored)
         return got
 
-    got = asyncio.run(asyncio.wait_for(scenario(), 60))
+    async def bounded() -> list[c.ClientEvent]:
+        async with asyncio.timeout(60):
+            return await scenario()
+
+    # a thread of its own: earlier tests (Playwright's sync API) may leave an event loop
+    # running in this one, where asyncio.run() refuses to start
+    with ThreadPoolExecutor(1) as pool:
+        got = pool.submit(asyncio.run, bounded()).result()
     refusal = next(ev for ev in got if isinstance(ev, (c.SubscriptionClosed, c.EndOfStored)))
     # a gift wrap is served only to its authenticated recipient
     assert isinstance(refusal, c.SubscriptionClosed), got

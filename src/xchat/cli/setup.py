@@ -1,7 +1,7 @@
 """``xchat init`` and the passphrase: creating or restoring an identity, and choosing
 the relays it starts with.
 
-The relays: ``--relays default`` (the documented public set, :mod:`xchat.node.defaults`;
+The relays: ``--relays default`` (the documented public set, :mod:`xchat.home.relays`;
 ``XCHAT_DEFAULT_RELAYS`` replaces it), ``--relays none`` (only the relay on this computer)
 or ``--relays URL,URL``. Without the flag, at a terminal the default set is offered
 (accept with Enter, edit, or decline); without a terminal it is accepted. The choice is
@@ -22,7 +22,7 @@ from typing import Final, TextIO
 from xchat.core.identity import Identity
 from xchat.errors import InvalidInput
 from xchat.home import Home, check_passphrase, default_home
-from xchat.node.defaults import default_relays, parse_relay_list, write_setup_relays
+from xchat.home.relays import default_relays, parse_relay_list, write_setup_relays
 
 __all__ = ["LOCAL_ONLY", "choose_relays", "cmd_init", "passphrase", "read_secret_line"]
 

@@ -31,9 +31,9 @@ from xchat.aio import reap
 from xchat.core.identity import Identity
 from xchat.errors import InvalidInput, XChatError
 from xchat.home import RUNTIME_FILE, Home, Unlocked, check_passphrase, read_runtime, write_private
+from xchat.home.relays import read_setup_relays, remove_setup_relays
 from xchat.node.api import make_app
 from xchat.node.config import config_from_env
-from xchat.node.defaults import read_setup_relays, remove_setup_relays
 from xchat.node.node import Node
 from xchat.relay.config import DEFAULT_PORT
 from xchat.wire.relay_url import normalize_relay_url

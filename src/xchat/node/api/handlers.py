@@ -17,11 +17,11 @@ from xchat.aio import reap
 from xchat.core.identity import ContactCard, Identity
 from xchat.core.message import MAX_TEXT_BYTES
 from xchat.errors import InvalidInput, WrongPassphrase
+from xchat.home.relays import DEFAULT_RELAYS_ABOUT, default_relays
 from xchat.node.api import openapi
 from xchat.node.api.guard import Guard, Locked, body, error, field, json
 from xchat.node.api.host import Host
 from xchat.node.api.views import contact_json, conversation_json, event_json, message_json
-from xchat.node.defaults import DEFAULT_RELAYS_ABOUT, default_relays
 from xchat.node.node import Node
 from xchat.wire.event import is_hex
 

@@ -9,7 +9,10 @@ cd "$(dirname "$0")"
 # either is missing.
 packages=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
-[[ -x /usr/bin/chromium ]] || packages+=(chromium fonts-noto-color-emoji)
+[[ -x /usr/bin/chromium ]] || packages+=(chromium)
+# emoji in messages must render, not as boxes (tests/web checks the font): needed on its own,
+# also where Chromium was installed without it
+dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || packages+=(fonts-noto-color-emoji)
 if [[ ${#packages[@]} -gt 0 ]]; then
   if [[ $(id -u) -eq 0 ]]; then
     echo "== installing Debian packages for the tests: ${packages[*]}"

@@ -54,10 +54,12 @@ import sqlcipher3.dbapi2 as sqlcipher
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from xchat.model import Conversation, ConversationKind
 from xchat.store.node import MessageRow, NodeStore
 
 KEY = bytes(range(32))
-CONVERSATIONS = [os.urandom(32).hex() for _ in range(20)]
+PEERS = [os.urandom(32).hex() for _ in range(20)]
+CONVERSATIONS = [os.urandom(16).hex() for _ in PEERS]  # each a direct conversation
 ME = "ee" * 32
 PAGE = 50
 NEEDLE = "zebra crossing"
@@ -101,7 +103,7 @@ def make_messages(n: int) -> list[MessageRow]:
                 id=os.urandom(32).hex(),
                 conversation=conversation,
                 outgoing=outgoing,
-                sender=ME if outgoing else conversation,
+                sender=ME if outgoing else PEERS[i % len(PEERS)],
                 type="text",
                 body=body,
                 sent_at=sent_at,
@@ -118,6 +120,11 @@ def fresh(folder: Path, driver: type[NodeStore], tag: str) -> NodeStore:
         leftover.unlink()
     store = driver(path, KEY)
     store.open()
+    with store.transaction():
+        for conversation, peer in zip(CONVERSATIONS, PEERS, strict=True):
+            store.add_conversation(
+                Conversation(conversation, ConversationKind.DIRECT, peer, (peer,), 1_760_000_000)
+            )
     return store
 
 
@@ -199,6 +206,7 @@ def run_once(folder: Path, driver: type[NodeStore], rows: list[MessageRow], seco
         assert sum(walk(store, c) for c in CONVERSATIONS) == len(rows)
         out["page (warm)"] = page_warm(store, seconds)
         out["page (cold, incl. open)"] = page_cold(store)
+        assert len(store.conversations()) == len(CONVERSATIONS)
         out["conversations()"] = calls_per_second(store.conversations, seconds / 2)
         found = len(store.search(NEEDLE, limit=10_000))
         assert found > 0

@@ -69,6 +69,7 @@ class NodeProcess:
         for url in self.relays:
             args += ["--relay", url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
+        env["XCHAT_DEFAULT_RELAYS"] = ""  # nothing in the tests reaches the internet
         env.update(self.env)
         if env_passphrase:
             env["XCHAT_PASSPHRASE"] = PASSPHRASE
@@ -220,6 +221,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """``xchat --home <node's home> ARGS`` as a user would type it (no XCHAT_ variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("XCHAT_")}
+    env["XCHAT_DEFAULT_RELAYS"] = ""  # nothing in the tests reaches the internet
     return subprocess.run(
         [sys.executable, "-m", "xchat", "--home", str(node.home.path), *args],
         capture_output=True,

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.node.faulty_relay import FaultyRelay
 from tests.node.nodes import PASSPHRASE, wait_for
@@ -61,6 +62,11 @@ class User:
         return self.page.evaluate("() => window.__pwned")
 
 
+def sidebar(page: Page) -> Locator:
+    """The conversation list's side bar (the empty pane has its own "New chat" button)."""
+    return page.get_by_role("navigation", name="Conversations")
+
+
 def open_app(browser: Browser, node: WebNode, **context: Any) -> User:
     settings: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}, **context}
     page = browser.new_context(**settings).new_page()
@@ -102,7 +108,7 @@ def create_account(user: User) -> list[str]:
     expect(page.get_by_role("alert")).to_contain_text("not the same")
     page.get_by_label("Repeat passphrase").fill(PASSPHRASE)
     page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    expect(sidebar(page).get_by_role("button", name="New chat")).to_be_visible()
     return words
 
 
@@ -118,13 +124,13 @@ def restore_account(user: User, phrase: str) -> None:
     expect(page.get_by_role("alert")).to_contain_text("notaword")
     page.get_by_label("Recovery phrase").fill(phrase.upper())
     page.get_by_role("button", name="Restore account").click()
-    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    expect(sidebar(page).get_by_role("button", name="New chat")).to_be_visible()
 
 
 def own_address(user: User) -> str:
     """The npub shown on the user's card; checks the card's QR code and relay hints."""
     page = user.page
-    page.get_by_role("button", name="My address").click()
+    sidebar(page).get_by_role("button", name="My address").click()
     card = page.get_by_role("dialog", name="Your address")
     expect(card.get_by_role("button", name="Copy address")).to_be_visible()
     qr = card.get_by_role("img", name="QR code of your address")
@@ -138,7 +144,7 @@ def own_address(user: User) -> str:
 
 def start_chat(user: User, address: str, name: str) -> None:
     page = user.page
-    page.get_by_role("button", name="New chat").click()
+    sidebar(page).get_by_role("button", name="New chat").click()
     dialog = page.get_by_role("dialog", name="New chat")
     dialog.get_by_label("Contact address").fill("npub1notanaddress")
     dialog.get_by_role("button", name="Start chat").click()
@@ -378,7 +384,13 @@ def test_relay_killed_then_back_and_node_restarted(
             route.fallback()
             return
         lost_answers.append(route.fetch().json()["id"])  # the node takes it...
-        route.abort("connectionreset")  # ...and the tab never hears back
+        try:
+            route.abort("connectionreset")  # ...and the tab never hears back
+        except PlaywrightError as exc:
+            # Playwright may count the route as handled once fetched (seen once under load,
+            # "Route is already handled!"): the tab then gets no answer either way
+            if "already handled" not in str(exc):
+                raise
 
     tries: list[str] = []
     alice.page.on(
@@ -466,10 +478,10 @@ def test_lock_unlock_and_show_the_recovery_phrase(
     expect(page.get_by_role("alert")).to_have_text("Wrong passphrase. Try again.")
     page.get_by_label("Passphrase").fill(PASSPHRASE)
     page.get_by_label("Passphrase").press("Enter")
-    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    expect(sidebar(page).get_by_role("button", name="New chat")).to_be_visible()
     # a reload while unlocked goes straight to the chats (the token stays in this tab)
     page.reload()
-    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    expect(sidebar(page).get_by_role("button", name="New chat")).to_be_visible()
     # a revoked token (the api-token file deleted, so the next start makes a new one) ends
     # the session; the new login link brings it back
     node.stop()
@@ -478,7 +490,7 @@ def test_lock_unlock_and_show_the_recovery_phrase(
     expect(page.get_by_role("heading", name="This session has ended")).to_be_visible(timeout=30_000)
     user.shot("session-ended")
     page.goto(node.login_url)
-    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    expect(sidebar(page).get_by_role("button", name="New chat")).to_be_visible()
     assert user.errors == []
 
 

@@ -93,12 +93,12 @@ class WebNode(NodeProcess):
 
 @pytest.fixture
 def web_nodes(tmp_path: Path) -> Iterator[Callable[..., WebNode]]:
-    """``web_nodes(relay_url, name)``: a node with no identity yet (X Chat Web sets it up),
-    started without a passphrase; SIGKILLed at the end of the test if still running."""
+    """``web_nodes(relay_url, name, env=None)``: a node with no identity yet (X Chat Web
+    sets it up), started without a passphrase; SIGKILLed at the end of the test if still running."""
     started: list[WebNode] = []
 
-    def start(relay_url: str, name: str) -> WebNode:
-        node = WebNode(Home(tmp_path / name), (relay_url,))
+    def start(relay_url: str, name: str, env: dict[str, str] | None = None) -> WebNode:
+        node = WebNode(Home(tmp_path / name), (relay_url,), env=dict(env or {}))
         started.append(node)
         return node.start(env_passphrase=False)
 

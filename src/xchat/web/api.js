@@ -4,38 +4,6 @@
 
 const TOKEN_KEY = 'xchat.token';
 
-// The node names a conversation by its id; this app still keys its state by the peer's
-// key (a direct conversation's only member). Until the app is keyed by conversation id
-// (docs/web.md, "Not done yet"), every answer and stream event passes through byPeer,
-// which rewrites each `conversation` id to its peer's key. The mapping is learnt from
-// every conversation (id, pubkey) and contact (pubkey, conversation) the node sends;
-// an incoming message of a conversation not seen yet names its sender, the peer.
-const peers = new Map(); // conversation id -> peer's key
-const HEX64 = /^[0-9a-f]{64}$/;
-
-export function byPeer(value) {
-  if (Array.isArray(value)) {
-    for (const item of value) byPeer(item);
-  } else if (value && typeof value === 'object') {
-    if (typeof value.pubkey === 'string') {
-      if (typeof value.kind === 'string' && typeof value.id === 'string') peers.set(value.id, value.pubkey);
-      if (typeof value.conversation === 'string') peers.set(value.conversation, value.pubkey);
-    }
-    for (const [key, item] of Object.entries(value)) {
-      if (key === 'conversation' && typeof item === 'string' && !HEX64.test(item)) {
-        const peer = peers.get(item) || (value.outgoing === false ? value.sender : null);
-        if (peer) {
-          peers.set(item, peer);
-          value.conversation = peer;
-        }
-      } else if (item && typeof item === 'object') {
-        byPeer(item);
-      }
-    }
-  }
-  return value;
-}
-
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(message);
@@ -106,7 +74,7 @@ export async function api(method, path, body) {
     throw new ApiError(response.status, error.code, error.message);
   }
   hooks.online();
-  return byPeer(data);
+  return data;
 }
 
 export const get = (path) => api('GET', path);
@@ -152,7 +120,7 @@ export class Stream {
         return;
       }
       if (event.type === 'hello') this.onOpen();
-      else this.onEvent(byPeer(event));
+      else this.onEvent(event);
     };
     ws.onclose = () => {
       if (this.ws !== ws) return;

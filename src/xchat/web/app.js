@@ -4,16 +4,20 @@
 import { ApiError, OfflineError, Stream, get, hooks, post, takeToken } from './api.js';
 import { h, icon, replace } from './dom.js';
 import {
-  applyMessage, applyRead, applyState, buildLayout, closeConversation, flushOutbox, incoming,
-  markReadSoon, openConversation, refreshOpen, renderList, teardown, trustChanged,
-} from './chat.js';
+  closeConversation, messageActions, openConversation, refreshOpen, trustChanged,
+} from './conversation.js';
+import { buildLayout, renderList, teardown } from './list.js';
 import { renderLocked, renderNoToken, renderSetup } from './onboarding.js';
+import { flushOutbox } from './outbox.js';
 import {
-  applyContact, openCard, openNewChat, openSettings, refreshContacts, refreshConversations,
-  relaysChanged, setContactState,
+  applyContact, openCard, openContactInfo, openNewChat, openVerify, refreshContacts,
+  refreshConversations, renameContact, setContactState,
 } from './panels.js';
-import { markKeyChanged, relayConnected, state } from './state.js';
-import { closeMenu, toast } from './ui.js';
+import { personName } from './people.js';
+import { openSettings, relaysChanged } from './settings.js';
+import { markKeyChanged, relayConnected, setConversations, state } from './state.js';
+import { applyMessage, applyRead, applyState, incoming, markReadSoon } from './timeline.js';
+import { closeMenu, errorText, toast } from './ui.js';
 
 const root = document.getElementById('app');
 const banners = document.getElementById('banners');
@@ -107,12 +111,20 @@ function updateWarningBanner() {
     h('button', { type: 'button', class: 'small', onclick: () => actions.settings() }, 'Relays')]);
 }
 
+/** Closes every dialog and takes it out of the page at once (its close event comes later). */
+function closeDialogs() {
+  for (const dialog of document.querySelectorAll('dialog')) {
+    dialog.close();
+    dialog.remove();
+  }
+}
+
 // -- session ----------------------------------------------------------------------------------
 
 function route(session) {
   state.session = session;
   closeMenu();
-  for (const dialog of document.querySelectorAll('dialog')) dialog.close();
+  closeDialogs();
   if (session.state === 'unlocked') {
     startMain();
     return;
@@ -141,7 +153,7 @@ function ended() {
   reconnectTimer = 0;
   banner('offline', null);
   mode = 'ended';
-  for (const dialog of document.querySelectorAll('dialog')) dialog.close();
+  closeDialogs();
   renderNoToken(root, true);
 }
 
@@ -195,7 +207,15 @@ window.addEventListener('hashchange', () => {
 
 // -- the main screen -------------------------------------------------------------------------
 
+// What the screens may ask for (screen.actions): the chat modules call these instead of
+// importing the dialogs, so that the modules import each other in one direction only.
 const actions = {
+  ...messageActions,
+  open: (id, options) => openConversation(id, options),
+  contactInfo: (pk) => openContactInfo(pk),
+  rename: (pk) => renameContact(pk),
+  verify: (pk) => openVerify(pk),
+  setContactState: (pk, value) => setContactState(pk, value),
   card: () => openCard(),
   newChat: () => openNewChat(),
   settings: () => openSettings(actions),
@@ -206,7 +226,7 @@ const actions = {
     try {
       route(await post('/api/lock'));
     } catch (error) {
-      if (!(error instanceof OfflineError)) toast(error.message, { error: true });
+      if (!(error instanceof OfflineError)) toast(`X Chat did not lock. ${errorText(error)}`, { error: true });
     }
   },
 };
@@ -220,9 +240,7 @@ async function startMain() {
     get('/api/settings'),
   ]);
   if (mode !== 'main') return;
-  if (conversations.status === 'fulfilled') {
-    state.conversations = new Map(conversations.value.map((c) => [c.pubkey, c]));
-  }
+  if (conversations.status === 'fulfilled') setConversations(conversations.value);
   if (contacts.status === 'fulfilled') {
     state.contacts = new Map(contacts.value.map((c) => [c.pubkey, c]));
   }
@@ -250,7 +268,7 @@ async function resync() {
     const [conversations, contacts, status] = await Promise.all([
       get('/api/conversations'), get('/api/contacts'), get('/api/status'),
     ]);
-    state.conversations = new Map(conversations.map((c) => [c.pubkey, c]));
+    setConversations(conversations);
     state.contacts = new Map(contacts.map((c) => [c.pubkey, c]));
     state.status = status;
     state.relays = new Map(status.relays.map((r) => [r.url, r]));
@@ -362,7 +380,7 @@ function onEvent(event) {
       break;
     case 'forward_secrecy':
       applyContact(event.contact);
-      toast(`Your conversation with ${event.contact.name || 'this contact'} is now forward-secret.`);
+      toast(`Your conversation with ${personName(event.contact.pubkey)} is now forward-secret.`);
       break;
     case 'warning':
       updateWarningBanner();

@@ -1,6 +1,6 @@
 // First run (create an account or restore one from its phrase) and unlocking.
 
-import { ApiError, OfflineError, post } from './api.js';
+import { ApiError, OfflineError, get, post } from './api.js';
 import { h, icon, replace } from './dom.js';
 
 const MIN_PASSPHRASE = 8;
@@ -74,6 +74,62 @@ function passphraseFields() {
     return '';
   };
   return { fields, check, value: () => first.value, first };
+}
+
+/**
+ * The relays a new account starts with: the documented default set of public relays
+ * (GET /api/relays/defaults; docs/relay.md), which the person may take as they are, edit,
+ * or decline. Declined, X Chat uses only the relay on this computer, and says so.
+ */
+function relayChoice() {
+  const name = `relays-${Math.random().toString(36).slice(2)}`;
+  const use = h('input', { type: 'radio', name, value: 'public' });
+  const local = h('input', { type: 'radio', name, value: 'local', checked: true });
+  const list = h('textarea', {
+    rows: 4, autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false',
+    'aria-label': 'Public relays, one per line',
+  });
+  const about = h('p', { class: 'hint' }, 'Loading the suggested relays…');
+  const declined = h('p', { class: 'hint relay-declined' },
+    'Only the relay on this computer: people on other computers cannot reach you, and you cannot reach them, until you add a public relay in Settings.');
+  const sync = () => {
+    list.disabled = !use.checked;
+    declined.hidden = use.checked;
+  };
+  use.addEventListener('change', sync);
+  local.addEventListener('change', sync);
+  get('/api/relays/defaults').then((offer) => {
+    list.value = offer.relays.join('\n');
+    about.textContent = offer.relays.length
+      ? `${offer.about} You can edit the list, or keep to this computer.`
+      : 'No public relays are suggested on this computer. Type the ones you want, or keep to this computer.';
+    if (offer.relays.length) use.checked = true;
+    sync();
+  }, () => {
+    about.textContent = 'The suggested relays could not be loaded. Type the ones you want, or keep to this computer.';
+    sync();
+  });
+  sync();
+  const el = h('fieldset', { class: 'relay-choice' },
+    h('legend', null, 'Relays: how people on other computers reach you'),
+    about,
+    h('label', { class: 'choice' }, use, 'Use these public relays'),
+    list,
+    h('label', { class: 'choice' }, local, 'Only the relay on this computer'),
+    declined);
+  const urls = () => list.value.split(/[\s,]+/).map((u) => u.trim()).filter(Boolean);
+  return {
+    el,
+    /** '' or why the list cannot be used. */
+    check() {
+      if (!use.checked) return '';
+      const bad = urls().find((u) => !/^wss?:\/\/[^\s/]+/i.test(u));
+      if (bad) return `"${bad}" is not a relay address: one starts with wss:// (or ws:// for one on this computer).`;
+      if (!urls().length) return 'Type at least one relay, or choose "Only the relay on this computer".';
+      return '';
+    },
+    value: () => (use.checked ? urls() : []),
+  };
 }
 
 /** Setup: the welcome screen and its two paths. done() once the node is unlocked. */
@@ -165,17 +221,18 @@ export function renderSetup(root, done) {
 
   const choosePassphrase = () => {
     const pass = passphraseFields();
+    const relays = relayChoice();
     const error = alertBox();
     const button = h('button', { class: 'primary', type: 'submit' }, 'Create account');
     const title = h('h1', { id: 'onboard-title', tabindex: '-1' }, 'Choose a passphrase');
     const submit = async (e) => {
       e.preventDefault();
-      const problem = pass.check();
+      const problem = pass.check() || relays.check();
       showError(error, problem);
       if (problem) return;
       busy(button, true, 'Creating your account…');
       try {
-        const session = await post('/api/setup', { phrase, passphrase: pass.value() });
+        const session = await post('/api/setup', { phrase, passphrase: pass.value(), relays: relays.value() });
         phrase = '';
         done(session);
       } catch (err) {
@@ -186,7 +243,7 @@ export function renderSetup(root, done) {
     replace(root, screen('onboard-title',
       title,
       h('form', { onsubmit: submit, novalidate: true },
-        pass.fields, error, h('div', { class: 'row' }, button))));
+        pass.fields, relays.el, error, h('div', { class: 'row' }, button))));
     pass.first.focus();
   };
 
@@ -195,6 +252,7 @@ export function renderSetup(root, done) {
       rows: 3, autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', required: true,
     });
     const pass = passphraseFields();
+    const relays = relayChoice();
     const error = alertBox();
     const button = h('button', { class: 'primary', type: 'submit' }, 'Restore account');
     const title = h('h1', { id: 'onboard-title', tabindex: '-1' }, 'Restore your account');
@@ -203,12 +261,12 @@ export function renderSetup(root, done) {
       const typed = words.value.trim().toLowerCase().split(/\s+/).join(' ');
       const count = typed ? typed.split(' ').length : 0;
       let problem = count === 12 || count === 24 ? '' : `A recovery phrase has 12 or 24 words; this has ${count}.`;
-      problem = problem || pass.check();
+      problem = problem || pass.check() || relays.check();
       showError(error, problem);
       if (problem) return;
       busy(button, true, 'Restoring…');
       try {
-        done(await post('/api/setup', { phrase: typed, passphrase: pass.value() }));
+        done(await post('/api/setup', { phrase: typed, passphrase: pass.value(), relays: relays.value() }));
       } catch (err) {
         busy(button, false);
         showError(error, errorText(err));
@@ -221,6 +279,7 @@ export function renderSetup(root, done) {
       h('form', { onsubmit: submit, novalidate: true },
         field('Recovery phrase', words),
         pass.fields,
+        relays.el,
         error,
         h('div', { class: 'row' },
           h('button', { type: 'button', onclick: welcome }, 'Back'),

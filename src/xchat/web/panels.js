@@ -1,23 +1,24 @@
-// Dialogs: your card, a new chat, contact details, safety numbers, settings.
+// Dialogs: your card, a new chat, contact details, safety numbers (settings: settings.js).
 
-import { ApiError, del, get, imageUrl, patch, post } from './api.js';
+import { get, imageUrl, patch, post } from './api.js';
+import { drawHeader, drawNotices, openConversation, trustChanged } from './conversation.js';
 import { h, icon, replace, shortWhen } from './dom.js';
-import {
-  drawHeader, drawNotices, errorText, markReadSoon, openConversation, renderList, trustChanged,
-} from './chat.js';
-import { displayName, markKeyChanged, npubOf, state } from './state.js';
-import { openDialog, toast } from './ui.js';
+import { renderList } from './list.js';
+import { npubOf, personName } from './people.js';
+import { conversationWith, markKeyChanged, setConversations, state } from './state.js';
+import { markReadSoon } from './timeline.js';
+import { errorText, openDialog, toast } from './ui.js';
 
-function alertBox() {
+export function alertBox() {
   return h('p', { class: 'form-error', role: 'alert', hidden: true });
 }
 
-function say(box, text) {
+export function say(box, text) {
   box.textContent = text;
   box.hidden = !text;
 }
 
-function field(label, input, hint) {
+export function field(label, input, hint) {
   const id = `p-${Math.random().toString(36).slice(2)}`;
   input.id = id;
   const hintEl = hint ? h('p', { class: 'hint', id: `${id}-hint` }, hint) : null;
@@ -28,10 +29,10 @@ function field(label, input, hint) {
 async function copy(text, what) {
   try {
     await navigator.clipboard.writeText(text);
-    toast(`${what} copied`);
+    toast(`${what} copied.`);
     return true;
   } catch {
-    toast('Could not copy: select the text and copy it yourself', { error: true });
+    toast('That could not be copied: select the text and copy it yourself.', { error: true });
     return false;
   }
 }
@@ -106,7 +107,8 @@ export function openNewChat() {
       state.contacts.set(contact.pubkey, contact);
       await refreshConversations();
       leave();
-      openConversation(contact.pubkey);
+      if (contact.already_contact) toast(`${personName(contact.pubkey)} is already a contact: here is your conversation.`);
+      openConversation(conversationWith(contact.pubkey));
     } catch (err) {
       button.disabled = false;
       button.textContent = 'Start chat';
@@ -123,8 +125,7 @@ export function openNewChat() {
 }
 
 export async function refreshConversations() {
-  const list = await get('/api/conversations');
-  state.conversations = new Map(list.map((c) => [c.pubkey, c]));
+  setConversations(await get('/api/conversations'));
   renderList();
 }
 
@@ -134,18 +135,20 @@ export async function setContactState(pk, value) {
   try {
     const contact = await patch(`/api/contacts/${pk}`, { state: value });
     applyContact(contact);
-    toast(value === 'blocked' ? `${displayName(pk)} is blocked` : value === 'accepted' ? `${displayName(pk)} is a contact` : 'Done');
+    const name = personName(pk);
+    toast(value === 'blocked' ? `${name} is blocked.` : `${name} is a contact now.`);
   } catch (error) {
-    toast(`That did not work: ${errorText(error)}`, { error: true });
+    toast(`That did not work. ${errorText(error)}`, { error: true });
   }
 }
 
 /** A contact changed (from the API or the stream). */
 export function applyContact(contact) {
   state.contacts.set(contact.pubkey, contact);
-  const conv = state.conversations.get(contact.pubkey);
+  const id = conversationWith(contact.pubkey);
+  const conv = id ? state.conversations.get(id) : null;
   if (contact.state === 'blocked') {
-    state.conversations.delete(contact.pubkey);
+    if (id) state.conversations.delete(id);
   } else if (conv) {
     conv.name = contact.name;
     conv.state = contact.state;
@@ -154,16 +157,19 @@ export function applyContact(contact) {
     refreshConversations().catch(() => {});
   }
   renderList();
-  if (state.current === contact.pubkey) {
+  if (id && state.current === id) {
     drawHeader();
     drawNotices();
     if (contact.state === 'accepted') markReadSoon();
   }
-  if (settingsRedraw) settingsRedraw();
+  contactHooks.changed();
 }
 
+/** Settings (settings.js) redraws its blocked list when a contact changes. */
+export const contactHooks = { changed() {} };
+
 export function renameContact(pk) {
-  const { body, close } = openDialog(`Rename ${displayName(pk)}`);
+  const { body, close } = openDialog(`Rename ${personName(pk)}`);
   const contact = state.contacts.get(pk) || {};
   const input = h('input', { type: 'text', maxlength: 64, value: contact.name || '', autocomplete: 'off' });
   const error = alertBox();
@@ -188,7 +194,7 @@ export function renameContact(pk) {
 
 export function openContactInfo(pk) {
   const contact = state.contacts.get(pk) || {};
-  const { body } = openDialog(displayName(pk));
+  const { body } = openDialog(personName(pk));
   body.append(
     h('h3', null, 'Address'),
     h('p', { class: 'address' }, npubOf(pk)),
@@ -224,7 +230,7 @@ export async function refreshContacts() {
 }
 
 export async function openVerify(pk) {
-  const name = displayName(pk);
+  const name = personName(pk);
   const { body } = openDialog(`Verify ${name}`, { wide: true });
   body.append(h('p', { class: 'hint' }, 'Loading…'));
   const draw = (info) => {
@@ -272,196 +278,3 @@ export async function openVerify(pk) {
     replace(body, h('p', { class: 'form-error', role: 'alert' }, errorText(error)));
   }
 }
-
-// -- settings --------------------------------------------------------------------------------------
-
-let settingsRedraw = null;
-
-/** Called when relays change (stream events) while settings are open. */
-export function relaysChanged() {
-  if (settingsRedraw) settingsRedraw();
-}
-
-const RELAY_STATES = { connected: 'Connected', connecting: 'Connecting…', disconnected: 'Disconnected' };
-
-export function openSettings(actions) {
-  const { body } = openDialog('Settings', { wide: true, onClose: () => { settingsRedraw = null; } });
-  const relayList = h('ul', { class: 'relay-list', 'aria-label': 'Relays' });
-  const blockedList = h('div');
-  const deviceInfo = h('dl', { class: 'facts' });
-  const drawRelays = () => {
-    const inbox = state.inbox || [];
-    const urls = new Set(state.inbox || [...state.relays.values()].filter((r) => r.reading).map((r) => r.url));
-    if (!urls.size) {
-      replace(relayList, h('li', { class: 'hint' }, 'No relays.'));
-      return;
-    }
-    replace(relayList, [...urls].sort().map((url) => {
-      const health = state.relays.get(url) || { state: 'connecting' };
-      const stateLabel = RELAY_STATES[health.state] || health.state;
-      const details = [];
-      if (health.state === 'connected' && health.latency_ms != null) details.push(`${Math.round(health.latency_ms)} ms`);
-      if (health.state !== 'connected' && health.last_error) details.push(health.last_error);
-      if (health.warning) details.push(`Warning: ${health.warning}`);
-      if (health.state === 'disconnected' && health.next_retry_at) {
-        details.push(`retrying in ${Math.max(0, Math.round(health.next_retry_at - Date.now() / 1000))} s`);
-      }
-      const embedded = url === state.embedded;
-      return h('li', { class: 'relay' },
-        h('span', { class: `dot dot-${health.state}`, 'aria-hidden': 'true' }),
-        h('span', { class: 'relay-main' },
-          h('code', null, url),
-          h('span', { class: 'relay-state' }, stateLabel, details.length ? ` · ${details.join(' · ')}` : '',
-            embedded ? ' · on this computer' : '')),
-        inbox.includes(url) && !embedded
-          ? h('button', { type: 'button', class: 'small', 'aria-label': `Remove relay ${url}`, onclick: () => removeRelay(url) }, 'Remove')
-          : null);
-    }));
-  };
-  const removeRelay = async (url) => {
-    try {
-      state.inbox = (await del(`/api/relays?url=${encodeURIComponent(url)}`)).inbox;
-      drawRelays();
-      toast('Relay removed');
-    } catch (error) {
-      toast(errorText(error), { error: true });
-    }
-  };
-  const relayInput = h('input', { type: 'url', placeholder: 'wss://relay.example', autocomplete: 'off', spellcheck: 'false' });
-  const relayError = alertBox();
-  const addRelay = async (e) => {
-    e.preventDefault();
-    const url = relayInput.value.trim();
-    if (!/^wss?:\/\/\S+$/i.test(url)) {
-      say(relayError, 'A relay address starts with wss:// (or ws:// for one on this computer).');
-      relayInput.focus();
-      return;
-    }
-    say(relayError, '');
-    try {
-      state.inbox = (await post('/api/relays', { url })).inbox;
-      relayInput.value = '';
-      drawRelays();
-      toast('Relay added');
-    } catch (err) {
-      say(relayError, errorText(err));
-    }
-  };
-  const receipts = h('input', { type: 'checkbox', role: 'switch', checked: state.settings.read_receipts });
-  receipts.addEventListener('change', async () => {
-    try {
-      state.settings = await patch('/api/settings', { read_receipts: receipts.checked });
-      toast(receipts.checked ? 'Read receipts on' : 'Read receipts off');
-    } catch (error) {
-      receipts.checked = !receipts.checked;
-      toast(errorText(error), { error: true });
-    }
-  });
-  const themeName = `theme-${Math.random().toString(36).slice(2)}`;
-  const current = localStorage.getItem('xchat.theme') || 'system';
-  const themes = [['system', 'Follow the system'], ['light', 'Light'], ['dark', 'Dark']].map(([value, label]) => {
-    const input = h('input', { type: 'radio', name: themeName, value, checked: current === value });
-    input.addEventListener('change', () => actions.theme(value));
-    return h('label', { class: 'choice' }, input, label);
-  });
-  const drawBlocked = () => {
-    const blocked = [...state.contacts.values()].filter((c) => c.state === 'blocked');
-    replace(blockedList, blocked.length
-      ? h('ul', { class: 'plain-list' }, blocked.map((c) => h('li', null,
-        h('span', null, displayName(c.pubkey)),
-        h('button', { type: 'button', class: 'small', 'aria-label': `Unblock ${displayName(c.pubkey)}`, onclick: () => actions.unblock(c.pubkey) }, 'Unblock'))))
-      : h('p', { class: 'hint' }, 'Nobody is blocked.'));
-  };
-  const drawDevice = (status) => {
-    const facts = [
-      ['Your address', state.identity ? state.identity.npub : state.session?.npub],
-      ['This device', status ? status.device : state.identity?.device],
-      ['Node', status ? `API ${status.api_version}, up ${Math.round(status.uptime)} s` : ''],
-      ['Waiting to send', status ? String(status.outbox_pending) : ''],
-    ];
-    replace(deviceInfo, facts.filter(([, v]) => v).map(([k, v]) => [h('dt', null, k), h('dd', null, h('span', { class: 'address' }, v))]));
-  };
-  const phraseBox = h('div');
-  const drawPhraseAsk = () => {
-    const input = h('input', { type: 'password', autocomplete: 'current-password' });
-    const error = alertBox();
-    const submit = async (e) => {
-      e.preventDefault();
-      try {
-        const { phrase } = await post('/api/phrase', { passphrase: input.value });
-        input.value = '';
-        replace(phraseBox,
-          h('ol', { class: 'phrase', 'aria-label': 'Recovery phrase' }, phrase.split(' ').map((w) => h('li', null, h('span', { class: 'word' }, w)))),
-          h('button', { type: 'button', onclick: drawPhraseHidden }, 'Hide recovery phrase'));
-        phraseBox.querySelector('ol').tabIndex = -1;
-        phraseBox.querySelector('ol').focus();
-      } catch (err) {
-        say(error, err instanceof ApiError && err.code === 'wrong_passphrase' ? 'Wrong passphrase.' : errorText(err));
-        input.select();
-      }
-    };
-    replace(phraseBox, h('form', { onsubmit: submit, novalidate: true },
-      field('Passphrase', input, 'Type your passphrase again to see the phrase.'),
-      error,
-      h('div', { class: 'row' },
-        h('button', { type: 'button', onclick: drawPhraseHidden }, 'Cancel'),
-        h('button', { type: 'submit', class: 'primary' }, 'Show'))));
-    input.focus();
-  };
-  const drawPhraseHidden = () => {
-    replace(phraseBox,
-      h('p', null, 'Anyone who has your recovery phrase can read your messages. Show it only where nobody can see your screen.'),
-      h('button', { type: 'button', onclick: drawPhraseAsk }, 'Show recovery phrase'));
-  };
-  drawPhraseHidden();
-  body.append(
-    h('section', { 'aria-labelledby': 'set-relays' },
-      h('h3', { id: 'set-relays' }, 'Relays'),
-      h('p', { class: 'hint' }, 'Your mail is read from these relays. They see only sealed envelopes.'),
-      relayList,
-      h('form', { class: 'inline-form', onsubmit: addRelay, novalidate: true },
-        field('Relay address', relayInput),
-        h('button', { type: 'submit' }, 'Add relay')),
-      relayError),
-    h('section', { 'aria-labelledby': 'set-privacy' },
-      h('h3', { id: 'set-privacy' }, 'Privacy'),
-      h('label', { class: 'choice' }, receipts, 'Send read receipts'),
-      h('p', { class: 'hint' }, 'When off, contacts do not see when you read their messages.'),
-      h('h4', null, 'Blocked contacts'),
-      blockedList),
-    h('section', { 'aria-labelledby': 'set-theme' },
-      h('h3', { id: 'set-theme' }, 'Appearance'),
-      h('fieldset', { class: 'choices' }, h('legend', { class: 'vh' }, 'Theme'), themes)),
-    h('section', { 'aria-labelledby': 'set-device' },
-      h('h3', { id: 'set-device' }, 'This device'),
-      deviceInfo),
-    h('section', { 'aria-labelledby': 'set-phrase' },
-      h('h3', { id: 'set-phrase' }, 'Recovery phrase'),
-      phraseBox),
-    h('section', { 'aria-labelledby': 'set-lock' },
-      h('h3', { id: 'set-lock' }, 'Lock'),
-      h('p', { class: 'hint' }, 'Locking closes your messages and forgets the keys until you type the passphrase again.'),
-      h('button', { type: 'button', class: 'primary', onclick: actions.lock }, icon('lock'), ' Lock now')));
-  settingsRedraw = () => {
-    drawRelays();
-    drawBlocked();
-  };
-  drawRelays();
-  drawBlocked();
-  drawDevice(state.status);
-  get('/api/relays').then((relays) => {
-    state.inbox = relays.inbox;
-    state.embedded = relays.embedded;
-    for (const health of relays.health) state.relays.set(health.url, health);
-    if (settingsRedraw) drawRelays();
-  }, () => {});
-  get('/api/status').then((status) => {
-    state.status = status;
-    drawDevice(status);
-  }, () => {});
-  get('/api/contacts').then((contacts) => {
-    for (const c of contacts) state.contacts.set(c.pubkey, c);
-    if (settingsRedraw) drawBlocked();
-  }, () => {});
-}
-

@@ -1,16 +1,14 @@
 // What the app knows, in one place, and a few helpers around it.
 
-import { shortKey } from './dom.js';
-
 export const state = {
   session: null,
   identity: null,
   status: null,
-  conversations: new Map(), // pubkey -> Conversation (docs/api.md)
-  contacts: new Map(), // pubkey -> Contact
+  conversations: new Map(), // conversation id -> Conversation (docs/api.md)
+  contacts: new Map(), // a person's key -> Contact
   relays: new Map(), // url -> RelayHealth
   settings: { read_receipts: true },
-  current: null, // the open conversation's pubkey
+  current: null, // the open conversation's id
   online: false, // the stream is connected
   keyChanged: new Set(readJson('xchat.keychange', [])), // contacts whose devices changed
   dismissed: new Set(), // key-change warnings dismissed in this tab
@@ -32,19 +30,26 @@ export function markKeyChanged(pubkey, changed) {
   sessionStorage.setItem('xchat.keychange', JSON.stringify([...state.keyChanged]));
 }
 
-export function displayName(pubkey) {
-  const contact = state.contacts.get(pubkey);
-  const conv = state.conversations.get(pubkey);
-  const name = (contact && contact.name) || (conv && conv.name);
-  if (name) return name;
-  const npub = (contact && contact.npub) || (conv && conv.npub);
-  return npub ? shortKey(npub) : 'Unknown';
+/** The key of a direct conversation's peer (null for a conversation without one). */
+export function peerOf(id) {
+  const conv = state.conversations.get(id);
+  return (conv && (conv.peer || conv.pubkey)) || null;
 }
 
-export function npubOf(pubkey) {
+/** The direct conversation with a contact, by the contact's key. */
+export function conversationWith(pubkey) {
   const contact = state.contacts.get(pubkey);
-  const conv = state.conversations.get(pubkey);
-  return (contact && contact.npub) || (conv && conv.npub) || '';
+  if (contact && contact.conversation && state.conversations.has(contact.conversation)) return contact.conversation;
+  for (const conv of state.conversations.values()) {
+    if ((conv.peer || conv.pubkey) === pubkey) return conv.id;
+  }
+  return (contact && contact.conversation) || null;
+}
+
+/** Sets the conversations the node sent: keyed by id. */
+export function setConversations(list) {
+  state.conversations = new Map(list.map((c) => [c.id, c]));
+  adoptPeerKeys();
 }
 
 /** (sent_at, seq) order, the API's order of a conversation. */
@@ -52,15 +57,17 @@ export function before(a, b) {
   return a.sent_at < b.sent_at || (a.sent_at === b.sent_at && a.seq < b.seq);
 }
 
-// Drafts: what is typed but not sent, per conversation, kept in this tab's
+// Drafts: what is typed but not sent, per conversation id, kept in this tab's
 // sessionStorage so that a reload, a lock or a node restart loses nothing.
-export function loadDraft(pubkey) {
-  return sessionStorage.getItem(`xchat.draft.${pubkey}`) || '';
+const DRAFT = 'xchat.draft.';
+
+export function loadDraft(id) {
+  return sessionStorage.getItem(`${DRAFT}${id}`) || '';
 }
 
-export function saveDraft(pubkey, text) {
-  if (text) sessionStorage.setItem(`xchat.draft.${pubkey}`, text);
-  else sessionStorage.removeItem(`xchat.draft.${pubkey}`);
+export function saveDraft(id, text) {
+  if (text) sessionStorage.setItem(`${DRAFT}${id}`, text);
+  else sessionStorage.removeItem(`${DRAFT}${id}`);
 }
 
 // The outbox: sends the node has not taken yet, per conversation, kept in this tab's
@@ -74,14 +81,14 @@ export function newClientId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-export function outboxOf(pubkey) {
-  const items = readJson(`${OUTBOX}${pubkey}`, []);
+export function outboxOf(id) {
+  const items = readJson(`${OUTBOX}${id}`, []);
   return Array.isArray(items) ? items : [];
 }
 
-function saveOutbox(pubkey, items) {
-  if (items.length) sessionStorage.setItem(`${OUTBOX}${pubkey}`, JSON.stringify(items));
-  else sessionStorage.removeItem(`${OUTBOX}${pubkey}`);
+function saveOutbox(id, items) {
+  if (items.length) sessionStorage.setItem(`${OUTBOX}${id}`, JSON.stringify(items));
+  else sessionStorage.removeItem(`${OUTBOX}${id}`);
 }
 
 /** Every waiting send of every conversation, oldest first. */
@@ -109,6 +116,37 @@ export function outboxRemove(item) {
 // What a previous page left in the outbox did not get an answer: it is waiting.
 for (const item of outboxAll()) {
   if (!item.waiting) outboxUpdate({ ...item, waiting: true });
+}
+
+// Until 0.4 this app kept drafts, its outbox and the open conversation under the peer's
+// key (64 hex digits). Once the conversations are known, what a tab kept that way moves to
+// the conversation's id: nothing typed before an upgrade is lost. (The node still takes a
+// peer's key in the path, so a send made before the move goes to the same conversation.)
+const PEER_KEY = /^[0-9a-f]{64}$/;
+
+function adoptPeerKeys() {
+  const ids = new Map();
+  for (const conv of state.conversations.values()) {
+    const peer = conv.peer || conv.pubkey;
+    if (peer) ids.set(peer, conv.id);
+  }
+  const keys = [];
+  for (let i = 0; i < sessionStorage.length; i += 1) keys.push(sessionStorage.key(i));
+  for (const key of keys) {
+    const prefix = key.startsWith(DRAFT) ? DRAFT : key.startsWith(OUTBOX) ? OUTBOX : null;
+    const peer = prefix ? key.slice(prefix.length) : '';
+    if (!prefix || !PEER_KEY.test(peer) || !ids.has(peer)) continue;
+    const id = ids.get(peer);
+    if (prefix === DRAFT) {
+      const text = [loadDraft(id), loadDraft(peer)].filter(Boolean).join('\n');
+      saveDraft(id, text);
+    } else {
+      saveOutbox(id, [...outboxOf(id), ...outboxOf(peer).map((item) => ({ ...item, conversation: id }))]);
+    }
+    sessionStorage.removeItem(key);
+  }
+  const current = sessionStorage.getItem('xchat.current');
+  if (current && ids.has(current)) sessionStorage.setItem('xchat.current', ids.get(current));
 }
 
 export function relayConnected() {

@@ -1,5 +1,6 @@
 // Menus, dialogs and toasts: real buttons, focus kept where the user expects it.
 
+import { ApiError, OfflineError } from './api.js';
 import { clear, h, icon } from './dom.js';
 
 let openMenuState = null;
@@ -141,7 +142,22 @@ export function toast(text, { error = false } = {}) {
   const host = document.getElementById('toasts');
   if (!host) return;
   clear(host);
-  host.appendChild(h('div', { class: error ? 'toast error' : 'toast' }, text));
+  host.appendChild(h('div', { class: error ? 'toast error' : 'toast' }, sentence(text)));
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => clear(host), error ? 8000 : 3000);
+}
+
+/** An error as a sentence for a toast or a form: capitalised, ending with a full stop. */
+export function errorText(error) {
+  if (error instanceof OfflineError) return 'X Chat is offline: your node cannot be reached.';
+  if (error instanceof ApiError) return sentence(error.message || 'That did not work');
+  return 'Something went wrong.';
+}
+
+/** Text as a sentence: a capital first letter, a full stop (or ? !) at the end. */
+export function sentence(text) {
+  const t = String(text || '').trim();
+  if (!t) return '';
+  const first = t.charAt(0).toUpperCase() + t.slice(1);
+  return /[.!?…]$/.test(first) ? first : `${first}.`;
 }

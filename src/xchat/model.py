@@ -148,9 +148,10 @@ def may_move(table: Mapping[S, frozenset[S]], frm: S, to: S) -> bool:
     return to in table.get(frm, frozenset())
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Conversation:
     """A conversation: its id (32 hex digits, random), its kind and who is in it.
+    Frozen: its row never changes once written, so the store may hand out one object.
 
     ``members`` are the *other* participants (we are a member of every conversation we
     have); a direct conversation has exactly one, its ``peer``."""

@@ -1203,3 +1203,29 @@ def test_a_damaged_envelope_job_is_failed_and_keeps_its_stored_text(tmp_path: Pa
     text = store._db().execute("SELECT event FROM outbox WHERE id = ?", (entry.id,)).fetchone()
     assert text[0] == "{broken"
     store.close()
+
+
+def test_conversations_read_again_see_only_committed_rows(store: NodeStore) -> None:
+    """Conversations are cached once read outside a transaction; one read inside a
+    transaction that is then rolled back is not (it never existed)."""
+    peer, other = "aa" * 32, "bb" * 32
+    rolled_back = "0" * 32
+
+    def add_then_fail() -> None:
+        with store.transaction():
+            store.add_conversation(
+                Conversation(rolled_back, ConversationKind.DIRECT, peer, (peer,), 1)
+            )
+            assert store.get_conversation(rolled_back) is not None
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        add_then_fail()
+    assert store.get_conversation(rolled_back) is None
+    assert store.direct_conversation(peer) is None
+    kept = Conversation("1" * 32, ConversationKind.DIRECT, other, (other,), 2)
+    store.add_conversation(kept)
+    assert store.get_conversation(kept.id) == kept
+    assert store.direct_conversation(other) == kept
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        kept.peer = peer  # type: ignore[misc]

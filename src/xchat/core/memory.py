@@ -26,6 +26,7 @@ Theory of operation:
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -201,8 +202,7 @@ class MemoryStore:
             raise InvalidInput("the node database refused the row (conversation id taken)")
         if conversation.peer is not None and self._direct(conversation.peer) is not None:
             raise InvalidInput("the node database refused the row (conversation peer taken)")
-        stored = copy.deepcopy(conversation)
-        stored.members = tuple(sorted(set(conversation.members)))
+        stored = dataclasses.replace(conversation, members=tuple(sorted(set(conversation.members))))
         self._t.conversations[conversation.id] = stored
 
     def get_conversation(self, conversation_id: str) -> Conversation | None:

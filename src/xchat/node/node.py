@@ -50,10 +50,9 @@ from xchat.node.oneshot import NIP11_TIMEOUT
 from xchat.node.outbox import Outbox
 from xchat.node.pool import RelayPool
 from xchat.node.receiving import Inbox
-from xchat.node.sending import Sender
+from xchat.node.sending import Sender, resolve_conversation
 from xchat.node.stream import Broadcaster, StreamItem
 from xchat.store.node import NodeStore
-from xchat.wire.event import is_hex
 from xchat.wire.relay_url import normalize_relay_url
 
 __all__ = ["Node"]
@@ -311,17 +310,7 @@ class Node:
         """A conversation by its id, or (an alias for scripts) the direct conversation
         with a contact named by their 64-hex key."""
         committer = self.ctx.committer
-        if is_hex(ref, 32):
-            found = await committer.run(committer.store.get_conversation, ref)
-            if found is None:
-                raise InvalidInput("There is no such conversation.")
-            return found
-        if is_hex(ref, 64):
-            found = await self.direct_conversation(ref)
-            if found is None:
-                raise InvalidInput("That address is not one of your contacts; add it first.")
-            return found
-        raise InvalidInput("A conversation id is 32 hex digits (or a contact's 64-hex key).")
+        return await committer.run(resolve_conversation, committer.store, ref)
 
     async def direct_conversation(self, peer: str) -> Conversation | None:
         """The direct conversation with ``peer`` (64-hex key), if there is one."""
@@ -347,7 +336,7 @@ class Node:
 
     async def send_text(
         self,
-        conversation_id: str,
+        conversation_id: str,  # or, as in the API's paths, a contact's 64-hex key
         body: str,
         reply_to: str | None = None,
         client_id: str | None = None,

@@ -85,6 +85,33 @@ def text_too_long(body: str) -> str | None:
     )
 
 
+def resolve_conversation(store: NodeStore, ref: str) -> Conversation:
+    """A conversation by its id, or (an alias for scripts) the direct conversation with
+    a contact named by their 64-hex key; InvalidInput if there is none. Store thread."""
+    if is_hex(ref, 32):
+        found = store.get_conversation(ref)
+        if found is None:
+            raise InvalidInput("There is no such conversation.")
+        return found
+    if is_hex(ref, 64):
+        found = store.direct_conversation(ref)
+        if found is None:
+            raise InvalidInput("That address is not one of your contacts; add it first.")
+        return found
+    raise InvalidInput("A conversation id is 32 hex digits (or a contact's 64-hex key).")
+
+
+def _writable_peer(conversation: Conversation, contact: Contact | None) -> Contact:
+    """The contact a message to ``conversation`` goes to; InvalidInput if none may."""
+    if conversation.peer is None:
+        raise InvalidInput("Only direct conversations can be written to yet.")
+    if contact is None:
+        raise InvalidInput("That address is not one of your contacts; add it first.")
+    if contact.state == ContactState.BLOCKED:
+        raise InvalidInput("This contact is blocked; unblock them to send.")
+    return contact
+
+
 class Sender:
     def __init__(self, ctx: Context, contacts: Contacts, outbox: Outbox) -> None:
         self.ctx = ctx
@@ -111,14 +138,19 @@ class Sender:
         return found  # type: ignore[no-any-return]
 
     async def _peer_of(self, conversation: Conversation) -> Contact:
-        if conversation.peer is None:
-            raise InvalidInput("Only direct conversations can be written to yet.")
-        contact = await self.contacts.get(conversation.peer)
-        if contact is None:
-            raise InvalidInput("That address is not one of your contacts; add it first.")
-        if contact.state == ContactState.BLOCKED:
-            raise InvalidInput("This contact is blocked; unblock them to send.")
-        return contact
+        return _writable_peer(conversation, await self.contacts.get(conversation.peer or ""))
+
+    def _send_lookup(
+        self, ref: str, client_id: str | None
+    ) -> tuple[Conversation, Contact | None, Message | None]:
+        """On the store thread, in one call (a send is one hop, not four): the
+        conversation ``ref`` names, its peer's contact row, and the message already
+        queued under ``client_id``."""
+        store = self.ctx.committer.store
+        conversation = resolve_conversation(store, ref)
+        contact = store.get_contact(conversation.peer) if conversation.peer else None
+        known = self._by_client_id(client_id) if client_id is not None else None
+        return conversation, contact, known
 
     async def send_text(
         self,
@@ -137,16 +169,14 @@ class Sender:
             raise InvalidInput("A message needs some text; this one is empty.")
         if (too_long := text_too_long(body)) is not None:
             raise InvalidInput(too_long)
-        conversation = await self.conversation(conversation_id)
-        if client_id is not None:
-            if not is_hex(client_id, 32):
-                raise InvalidInput("A client message id is 32 lowercase hex digits.")
-            known = await self._run(self._by_client_id, client_id)
-            if known is not None:
-                if known.conversation != conversation.id:
-                    raise InvalidInput("That client message id was used in another conversation.")
-                return known  # type: ignore[no-any-return]
-        contact = await self._peer_of(conversation)
+        if client_id is not None and not is_hex(client_id, 32):
+            raise InvalidInput("A client message id is 32 lowercase hex digits.")
+        conversation, found, known = await self._run(self._send_lookup, conversation_id, client_id)
+        if known is not None:
+            if known.conversation != conversation.id:
+                raise InvalidInput("That client message id was used in another conversation.")
+            return known  # type: ignore[no-any-return]
+        contact = _writable_peer(conversation, found)
         sent_at = self._next_sent_at()
         message_id = client_id or new_message_id(self.ctx.rng)
         try:

@@ -46,6 +46,7 @@ class Conversations(Database):
         """Store a new conversation and its members; InvalidInput if its id (or, for a
         direct one, its peer) is taken."""
         _check_choice(conversation.kind, tuple(ConversationKind), "a conversation's kind")
+        self._conversations.clear()
         with self.transaction(), _GUARD:
             conn = self._db()
             conn.execute(
@@ -65,6 +66,9 @@ class Conversations(Database):
         return self._conversation("peer", peer)
 
     def _conversation(self, column: str, value: str) -> Conversation | None:
+        cached: Conversation | None = self._conversations.get((column, value))
+        if cached is not None:
+            return cached
         with _GUARD:
             conn = self._db()
             row = conn.execute(
@@ -76,13 +80,16 @@ class Conversations(Database):
             members = conn.execute(
                 "SELECT pubkey FROM members WHERE conversation = ? ORDER BY pubkey", (row[0],)
             ).fetchall()
-        return Conversation(
+        found = Conversation(
             id=row[0],
             kind=_enum(ConversationKind, row[1]),
             peer=row[2],
             members=tuple(str(m[0]) for m in members),
             created_at=row[3],
         )
+        if not conn.in_transaction:  # committed: a rollback cannot take it back
+            self._conversations[(column, value)] = found
+        return found
 
     def conversations(self) -> list[ConversationSummary]:
         """Every conversation, by activity, blocked contacts' left out.

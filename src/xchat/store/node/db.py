@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlcipher3.dbapi2 as _sqlcipher
 
@@ -79,6 +79,10 @@ class Database:
         self._key = bytes(key)
         self._conn: Connection | None = None
         self._depth = 0  # transaction nesting: 0 outside, 1 in BEGIN, 2+ in savepoints
+        #: Conversations read outside a transaction, by ("id" or "peer", value): their
+        #: rows never change once written (conversations.py), so a send or a receipt
+        #: does not read them again. Cleared on every add and on close.
+        self._conversations: dict[tuple[str, str], Any] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self._path)!r}, {'open' if self._conn else 'closed'})"
@@ -129,6 +133,7 @@ class Database:
         """Close the database (a transaction still open is rolled back); idempotent."""
         conn, self._conn = self._conn, None
         self._depth = 0
+        self._conversations.clear()
         if conn is None:
             return
         with _GUARD:

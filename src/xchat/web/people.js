@@ -11,8 +11,8 @@ const HUES = 8; // style.css: .avatar[data-hue="0".."7"], each with white text a
 /** A person's name: what you called them, else a short form of their npub. */
 export function personName(pubkey) {
   const contact = state.contacts.get(pubkey);
-  if (contact && contact.name) return contact.name;
-  for (const conv of state.conversations.values()) {
+  if (contact) return contact.name || (contact.npub ? shortKey(contact.npub) : 'Someone');
+  for (const conv of state.conversations.values()) { // not a contact (yet): what the list says
     if ((conv.peer || conv.pubkey) === pubkey && conv.name) return conv.name;
   }
   const npub = npubOf(pubkey);

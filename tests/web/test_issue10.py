@@ -268,9 +268,12 @@ def test_onboarding_offers_the_default_relays_to_accept_edit_or_decline(
     page = alice.page
     page.get_by_role("button", name="Create a new account").click()
     phrase = page.get_by_role("list", name="Recovery phrase").get_by_role("listitem")
+    expect(phrase).to_have_count(12)  # all_inner_texts() does not wait
     words = [w.strip() for w in phrase.all_inner_texts()]
     page.get_by_role("button", name="I have written it down").click()
-    for label in page.locator("form label").all_inner_texts():
+    asked = page.locator("form label")
+    expect(asked).to_have_count(3)
+    for label in asked.all_inner_texts():
         page.get_by_label(label, exact=True).fill(words[int(label.removeprefix("Word ")) - 1])
     page.get_by_role("button", name="Continue").click()
     listed = page.get_by_label("Public relays, one per line")

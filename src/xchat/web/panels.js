@@ -124,8 +124,18 @@ export function openNewChat() {
   address.focus();
 }
 
+let conversationsRead = 0;
+
+/**
+ * Reads the conversation list again. Reads overlap (a message and a contact event of a
+ * new request each ask for one); only the newest answer counts, or an older one landing
+ * last would take away a conversation the newer one has.
+ */
 export async function refreshConversations() {
-  setConversations(await get('/api/conversations'));
+  const serial = ++conversationsRead;
+  const list = await get('/api/conversations');
+  if (serial !== conversationsRead) return;
+  setConversations(list);
   renderList();
 }
 

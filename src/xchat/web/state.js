@@ -33,7 +33,11 @@ export function markKeyChanged(pubkey, changed) {
 /** The key of a direct conversation's peer (null for a conversation without one). */
 export function peerOf(id) {
   const conv = state.conversations.get(id);
-  return (conv && (conv.peer || conv.pubkey)) || null;
+  if (conv) return conv.peer || conv.pubkey || null;
+  for (const contact of state.contacts.values()) { // a list read still on its way
+    if (contact.conversation === id) return contact.pubkey;
+  }
+  return null;
 }
 
 /** The direct conversation with a contact, by the contact's key. */

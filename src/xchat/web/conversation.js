@@ -12,17 +12,13 @@ import { drawComposer, giveBack, startEdit, startReply } from './composer.js';
 import { renderList } from './list.js';
 import { messageMenu, renderMessages } from './messages.js';
 import { avatar, conversationName, hasName, npubOf, numberChanged, personName } from './people.js';
-import { screen, scrollToEnd } from './screen.js';
+import { nearBottom, screen, scrollToEnd } from './screen.js';
 import { loadDraft, peerOf, saveDraft, state } from './state.js';
 import { applyMessage, drawPending, markReadSoon } from './timeline.js';
 import { closeMenu, confirmDialog, errorText, openMenu, toast } from './ui.js';
 
 const PAGE = 50;
 let viewSerial = 0;
-
-export function currentView() {
-  return screen.view;
-}
 
 /** The open conversation's name; a blocked peer's conversation has left the list, not the view. */
 function titleOf(view) {
@@ -153,7 +149,7 @@ function drawChat() {
   }, { root: v.scroller, rootMargin: '600px 0px 0px 0px' });
   observer.observe(v.top);
   v.scroller.addEventListener('scroll', () => {
-    if (v.scroller.scrollHeight - v.scroller.scrollTop - v.scroller.clientHeight < 120) jump.hidden = true;
+    if (screen.view === v && nearBottom()) jump.hidden = true;
   }, { passive: true });
   v.scroller.addEventListener('keydown', messageKeys);
 }
